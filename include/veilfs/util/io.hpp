@@ -1,0 +1,26 @@
+// Whole-buffer positional I/O that retries on EINTR and short transfers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace veil {
+
+// Reads up to buf.size() bytes at off; returns the count (short only at end of file). Throws on error.
+size_t pread_full(int fd, std::span<uint8_t> buf, uint64_t off);
+// Writes all of buf at off or throws (ENOSPC included).
+void pwrite_full(int fd, std::span<const uint8_t> buf, uint64_t off);
+uint64_t file_size(int fd);
+
+// Reads a whole small file relative to dirfd, refusing anything larger than max_size (hostile input).
+std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t max_size);
+// Atomic replace: write dir/name.tmp.<random>, fsync, rename over name, fsync the directory.
+void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode);
+void fsync_dir(int dirfd);
+
+}  // namespace veil

@@ -1,0 +1,413 @@
+#include "veilfs/content/content_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "veilfs/crypto/kdf.hpp"
+#include "veilfs/crypto/random.hpp"
+#include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
+#include "veilfs/util/parallel.hpp"
+
+namespace veil {
+
+using format::BlockLayout;
+using format::kFileHeaderSize;
+
+namespace {
+
+constexpr std::string_view kFileKeyLabel = "veilfs v1 file key";
+constexpr size_t kParallelBlocks = 32;  // below 128 KiB, splitting costs more than it saves
+constexpr uint64_t kMaxPlainSize = uint64_t{1} << 60;
+
+uint64_t get_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+void put_u64(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+// Uninitialised byte buffer: zero-filling a 1 MiB request buffer costs as much as a tenth of its encryption.
+struct RawBuffer {
+  explicit RawBuffer(size_t n) : data(new uint8_t[n]), size(n) {}
+  std::unique_ptr<uint8_t[]> data;
+  size_t size;
+  std::span<uint8_t> span(size_t off, size_t len) { return {data.get() + off, len}; }
+};
+
+}  // namespace
+
+ContentCipher::ContentCipher(CipherId cipher, uint32_t block_size, SecretBytes content_key)
+    : cipher_(cipher), layout_(cipher, block_size), key_(std::move(content_key)) {}
+
+Aead ContentCipher::file_aead(const format::FileId& id) const {
+  std::vector<uint8_t> info(kFileKeyLabel.begin(), kFileKeyLabel.end());
+  info.insert(info.end(), id.begin(), id.end());
+  SecretBytes k = hkdf_sha256(key_.span(), {}, info, kAeadKeySize);
+  return Aead(cipher_, k.span());
+}
+
+ContentFile::ContentFile(std::shared_ptr<const ContentCipher> cipher, UniqueFd fd, std::string label)
+    : cipher_(std::move(cipher)), layout_(cipher_->layout()), fd_(std::move(fd)), label_(std::move(label)) {}
+
+uint64_t ContentFile::backing_size() const { return file_size(fd_.get()); }
+
+uint64_t ContentFile::size() const {
+  std::shared_lock lk(rw_);
+  return layout_.plain_size(backing_size());
+}
+
+void ContentFile::fail_auth(uint64_t index) const {
+  throw_auth("block " + std::to_string(index) + " of " + (label_.empty() ? "a file" : label_) +
+             " failed authentication (tampered, corrupt or truncated)");
+}
+
+const ContentFile::FileKey& ContentFile::key_locked(uint64_t backing) {
+  std::lock_guard lk(key_mu_);
+  if (!key_) {
+    if (backing < kFileHeaderSize) throw_corrupt("file header of " + label_ + " is truncated");
+    uint8_t buf[kFileHeaderSize];
+    if (pread_full(fd_.get(), buf, 0) != kFileHeaderSize) throw_corrupt("file header of " + label_ + " is truncated");
+    auto h = format::FileHeader::parse(buf);
+    key_ = std::make_unique<FileKey>(FileKey{h, cipher_->file_aead(h.id)});
+  }
+  return *key_;
+}
+
+const ContentFile::FileKey& ContentFile::new_key_locked() {
+  std::lock_guard lk(key_mu_);
+  auto h = format::FileHeader::fresh();
+  key_ = std::make_unique<FileKey>(FileKey{h, cipher_->file_aead(h.id)});
+  return *key_;
+}
+
+bool ContentFile::slot_is_zero(std::span<const uint8_t> slot) const {
+  return std::all_of(slot.begin(), slot.end(), [](uint8_t b) { return b == 0; });
+}
+
+size_t ContentFile::decrypt_slot(const FileKey& k, uint64_t index, bool last, std::span<const uint8_t> slot,
+                                 std::span<uint8_t> out, uint64_t* hole_before) const {
+  const size_t ns = layout_.nonce_size();
+  if (slot.size() <= layout_.overhead() || slot.size() > layout_.slot_size()) fail_auth(index);
+  uint64_t hb = get_u64(slot.data() + ns);
+  if (hb > index) fail_auth(index);
+  auto nonce = slot.subspan(0, ns);
+  auto body = slot.subspan(ns + format::kHoleFieldSize);
+  size_t plen = body.size() - kAeadTagSize;
+  // The last block must say "final". A block that is not last normally does not, but may: an append
+  // interrupted between its steps leaves the old final block in the middle.
+  bool ok = k.aead.decrypt(out, body, nonce, BlockLayout::aad(k.header.id, index, hb, last ? true : false)) ||
+            (!last && k.aead.decrypt(out, body, nonce, BlockLayout::aad(k.header.id, index, hb, true)));
+  if (!ok) fail_auth(index);
+  if (hole_before) *hole_before = hb;
+  return plen;
+}
+
+void ContentFile::encrypt_slot(const FileKey& k, uint64_t index, uint64_t hole_before, bool final,
+                               std::span<const uint8_t> plain, std::span<uint8_t> out,
+                               std::span<const uint8_t> nonce) const {
+  const size_t ns = layout_.nonce_size();
+  std::memcpy(out.data(), nonce.data(), ns);
+  put_u64(out.data() + ns, hole_before);
+  k.aead.encrypt(out.subspan(ns + format::kHoleFieldSize), plain, nonce,
+                 BlockLayout::aad(k.header.id, index, hole_before, final));
+}
+
+uint64_t ContentFile::verified_hole_start(const FileKey& k, uint64_t index, uint64_t nblocks, uint64_t* claimer) {
+  const size_t slot = layout_.slot_size();
+  constexpr uint64_t kBatch = 64;
+  std::vector<uint8_t> buf(kBatch * slot);
+  uint64_t j = index + 1;
+  while (j < nblocks) {
+    // Skip unallocated ranges quickly; zero-filled allocated ranges are scanned.
+    off_t data = ::lseek(fd_.get(), static_cast<off_t>(layout_.slot_offset(j)), SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;
+      data = static_cast<off_t>(layout_.slot_offset(j));
+    }
+    j = std::max(j, (static_cast<uint64_t>(data) - kFileHeaderSize) / slot);
+    if (j >= nblocks) break;
+    uint64_t count = std::min(kBatch, nblocks - j);
+    size_t got = pread_full(fd_.get(), {buf.data(), count * slot}, layout_.slot_offset(j));
+    for (uint64_t t = 0; t < count; ++t) {
+      size_t begin = t * slot;
+      if (begin >= got) break;
+      auto s = std::span<const uint8_t>(buf.data() + begin, std::min(slot, got - begin));
+      if (slot_is_zero(s)) continue;
+      uint64_t idx = j + t, hb = 0;
+      std::vector<uint8_t> plain(layout_.block_size());
+      decrypt_slot(k, idx, idx == nblocks - 1, s, plain, &hb);
+      if (idx - hb > index) fail_auth(index);  // a zeroed data block, not a hole we wrote
+      if (claimer) *claimer = idx;
+      return idx - hb;
+    }
+    j += count;
+  }
+  fail_auth(index);  // zeros with no data block after them: the file's end was zeroed
+}
+
+ContentFile::Block ContentFile::load_block(const FileKey& k, uint64_t index, uint64_t nblocks) {
+  Block b;
+  std::vector<uint8_t> slot(layout_.slot_size());
+  size_t got = pread_full(fd_.get(), slot, layout_.slot_offset(index));
+  slot.resize(got);
+  if (got > 0 && got == layout_.slot_size() && slot_is_zero(slot) && index + 1 < nblocks) {
+    b.hole = true;
+    b.hole_before = index - verified_hole_start(k, index, nblocks);
+    return b;
+  }
+  b.plain.resize(layout_.block_size());
+  size_t n = decrypt_slot(k, index, index + 1 == nblocks, slot, b.plain, &b.hole_before);
+  b.plain.resize(n);
+  return b;
+}
+
+void ContentFile::store_block(const FileKey& k, uint64_t index, uint64_t hole_before, bool final,
+                              std::span<const uint8_t> plain) {
+  std::vector<uint8_t> nonce(layout_.nonce_size());
+  random_fill(nonce);
+  std::vector<uint8_t> slot(plain.size() + layout_.overhead());
+  encrypt_slot(k, index, hole_before, final, plain, slot, nonce);
+  pwrite_full(fd_.get(), slot, layout_.slot_offset(index));
+}
+
+size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
+  std::shared_lock lk(rw_);
+  const uint64_t backing = backing_size();
+  const uint64_t size = layout_.plain_size(backing);
+  if (out.empty() || off >= size) return 0;
+  const uint64_t B = layout_.block_size();
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(out.size(), size - off));
+  const uint64_t nb = layout_.block_count(backing);
+  const uint64_t f = off / B, l = (off + n - 1) / B;
+  // A last slot too short to hold any data can only come from truncation or corruption.
+  if (off + n == size && l + 1 < nb) fail_auth(nb - 1);
+  const FileKey& k = key_locked(backing);
+
+  const size_t slot = layout_.slot_size();
+  const uint64_t cbegin = layout_.slot_offset(f);
+  const uint64_t cend = std::min(backing, layout_.slot_offset(l + 1));
+  RawBuffer cbuf(cend - cbegin);
+  if (pread_full(fd_.get(), cbuf.span(0, cbuf.size), cbegin) != cbuf.size) fail_auth(l);
+  auto slot_of = [&](uint64_t i) {
+    size_t b = (i - f) * slot;
+    return std::span<const uint8_t>(cbuf.data.get() + b, std::min<size_t>(slot, cbuf.size - b));
+  };
+
+  // Holes first, sequentially: a run of zero slots is authenticated once by the data slot claiming it.
+  const uint64_t count = l - f + 1;
+  std::vector<uint8_t> is_hole(count, 0);
+  uint64_t claim_lo = 1, claim_hi = 0;  // verified hole range [lo, hi)
+  for (uint64_t i = f; i <= l; ++i) {
+    auto s = slot_of(i);
+    if (s.size() != slot || !slot_is_zero(s)) continue;
+    if (!(i >= claim_lo && i < claim_hi)) {
+      uint64_t claimer = 0;
+      claim_lo = verified_hole_start(k, i, nb, &claimer);
+      claim_hi = claimer;
+    }
+    is_hole[i - f] = 1;
+  }
+
+  parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
+    std::vector<uint8_t> tmp(B);
+    for (size_t c = cb; c < ce; ++c) {
+      uint64_t i = f + c;
+      uint64_t blk_start = i * B;
+      uint64_t lo = std::max<uint64_t>(off, blk_start), hi = std::min<uint64_t>(off + n, blk_start + B);
+      uint8_t* dst = out.data() + (lo - off);
+      if (is_hole[c]) {
+        std::memset(dst, 0, hi - lo);
+        continue;
+      }
+      auto s = slot_of(i);
+      bool whole = lo == blk_start && hi - lo == s.size() - layout_.overhead();
+      if (whole) {
+        decrypt_slot(k, i, i + 1 == nb, s, {dst, static_cast<size_t>(hi - lo)}, nullptr);
+      } else {
+        size_t plen = decrypt_slot(k, i, i + 1 == nb, s, tmp, nullptr);
+        if (hi - blk_start > plen) fail_auth(i);
+        std::memcpy(dst, tmp.data() + (lo - blk_start), hi - lo);
+      }
+    }
+  });
+  return n;
+}
+
+void ContentFile::write(uint64_t off, std::span<const uint8_t> data) {
+  std::unique_lock lk(rw_);
+  write_locked(off, data);
+}
+
+void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
+  if (data.empty()) return;
+  if (off > kMaxPlainSize || data.size() > kMaxPlainSize - off) throw Error(ErrorKind::Io, EFBIG, "file too large");
+  const uint64_t B = layout_.block_size();
+  uint64_t backing = backing_size();
+  const bool need_header = backing < kFileHeaderSize;
+  const FileKey& k = need_header ? new_key_locked() : key_locked(backing);
+  if (need_header) backing = 0;
+
+  const uint64_t nb = layout_.block_count(backing);
+  const uint64_t size = layout_.plain_size(backing);
+  const uint64_t end = off + data.size();
+  const bool extends = end > size;
+  const uint64_t new_size = std::max(size, end);
+  const uint64_t f = off / B, l = (end - 1) / B;
+  const uint64_t new_last = extends ? l : nb - 1;
+  const bool old_last_outside = extends && nb > 0 && nb - 1 < f;  // old final block must lose its flag
+
+  auto new_len = [&](uint64_t i) { return i == new_last ? new_size - i * B : B; };
+
+  // Gather what we must know before writing anything: old contents at the edges, hole claims.
+  std::optional<Block> first, lastb;
+  uint64_t hb_first;
+  if (f < nb) {
+    first = load_block(k, f, nb);
+    hb_first = first->hole_before;
+  } else {
+    hb_first = f - nb;
+  }
+  if (l != f && l < nb) {
+    bool covered = off <= l * B && end >= l * B + new_len(l);
+    // A hole at l also matters: the data block that claims it must have its claim shortened.
+    if (!covered || l + 1 < nb) lastb = load_block(k, l, nb);
+  }
+  // Data block after the written range whose hole claim shrinks (only when l was inside a hole run).
+  std::optional<uint64_t> claimer;
+  std::optional<Block> claimer_block;
+  const Block* at_l = (l == f) ? (first ? &*first : nullptr) : (lastb ? &*lastb : nullptr);
+  if (at_l && at_l->hole && l + 1 < nb) {
+    uint64_t c = 0;
+    verified_hole_start(k, l, nb, &c);
+    claimer = c;
+    claimer_block = load_block(k, c, nb);
+  }
+  std::optional<Block> old_last;
+  if (old_last_outside) old_last = load_block(k, nb - 1, nb);
+
+  // Encrypt the written range into one buffer.
+  const size_t count = l - f + 1;
+  const size_t ns = layout_.nonce_size(), ovh = layout_.overhead(), slot = layout_.slot_size();
+  const size_t hdr = (need_header && f == 0) ? kFileHeaderSize : 0;
+  const size_t wlen = hdr + (count - 1) * slot + new_len(l) + ovh;
+  RawBuffer wbuf(wlen);
+  if (hdr) {
+    auto h = k.header.serialize();
+    std::memcpy(wbuf.data.get(), h.data(), h.size());
+  }
+  std::vector<uint8_t> nonces(count * ns);
+  random_fill(nonces);
+  parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
+    std::vector<uint8_t> tmp(B);
+    for (size_t c = cb; c < ce; ++c) {
+      uint64_t i = f + c;
+      uint64_t blk = i * B, len = new_len(i);
+      uint64_t lo = std::max(off, blk), hi = std::min(end, blk + len);
+      std::span<const uint8_t> plain;
+      if (lo == blk && hi == blk + len) {
+        plain = data.subspan(lo - off, len);
+      } else {
+        std::memset(tmp.data(), 0, len);
+        const Block* old = (i == f) ? (first ? &*first : nullptr) : (i == l && lastb ? &*lastb : nullptr);
+        if (old && !old->hole) std::memcpy(tmp.data(), old->plain.data(), std::min<size_t>(old->plain.size(), len));
+        std::memcpy(tmp.data() + (lo - blk), data.data() + (lo - off), hi - lo);
+        plain = {tmp.data(), len};
+      }
+      encrypt_slot(k, i, i == f ? hb_first : 0, i == new_last, plain, wbuf.span(hdr + c * slot, len + ovh),
+                   {nonces.data() + c * ns, ns});
+    }
+  });
+
+  // Reserve space first so that a full disk fails the write before anything is overwritten.
+  if (extends) {
+    uint64_t wstart = layout_.slot_offset(f) - hdr;
+    if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(wstart), static_cast<off_t>(wlen)) != 0 &&
+        errno != EOPNOTSUPP && errno != ENOSYS)
+      throw_errno("reserve space");
+    if (old_last_outside &&
+        ::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(layout_.slot_offset(nb - 1)),
+                    static_cast<off_t>(slot)) != 0 &&
+        errno != EOPNOTSUPP && errno != ENOSYS)
+      throw_errno("reserve space");
+  }
+
+  // Order matters for crash safety: every intermediate state is a readable file.
+  std::vector<uint8_t> padded;
+  if (old_last_outside) {
+    padded = old_last->plain;
+    padded.resize(B, 0);
+    // Step 1: a short final block becomes a full final block (the file grows with zeros).
+    if (old_last->plain.size() < B) store_block(k, nb - 1, old_last->hole_before, true, padded);
+  }
+  if (need_header && !hdr) {
+    auto h = k.header.serialize();
+    pwrite_full(fd_.get(), h, 0);
+  }
+  // Step 2: the new blocks, the last of them final.
+  pwrite_full(fd_.get(), wbuf.span(0, wlen), layout_.slot_offset(f) - hdr);
+  // Step 3: the old final block is no longer final.
+  if (old_last_outside) store_block(k, nb - 1, old_last->hole_before, false, padded);
+  // Step 4: the data block after a filled hole claims fewer hole blocks.
+  if (claimer && !claimer_block->hole)
+    store_block(k, *claimer, *claimer - l - 1, *claimer + 1 == nb, claimer_block->plain);
+}
+
+void ContentFile::truncate(uint64_t new_size) {
+  std::unique_lock lk(rw_);
+  if (new_size > kMaxPlainSize) throw Error(ErrorKind::Io, EFBIG, "file too large");
+  const uint64_t backing = backing_size();
+  const uint64_t size = layout_.plain_size(backing);
+  if (new_size == 0) {
+    if (backing == 0) return;
+    if (::ftruncate(fd_.get(), 0) != 0) throw_errno("ftruncate");
+    std::lock_guard kl(key_mu_);
+    key_.reset();  // the next write starts a new file with a new ID and key
+    return;
+  }
+  if (new_size == size && backing == layout_.backing_size(size)) return;
+  const uint64_t B = layout_.block_size();
+  const uint64_t last = (new_size - 1) / B;
+  if (new_size > size) {
+    // Growing writes only the new final block; the blocks between stay holes.
+    uint64_t start = std::max(size, last * B);
+    std::vector<uint8_t> zeros(new_size - start, 0);
+    write_locked(start, zeros);
+    return;
+  }
+  const FileKey& k = key_locked(backing);
+  const uint64_t nb = layout_.block_count(backing);
+  Block b = load_block(k, last, nb);
+  std::vector<uint8_t> plain = std::move(b.plain);
+  plain.resize(new_size - last * B, 0);
+  // Rewrite the new final block, then cut. A block-aligned cut leaves a valid file at every step.
+  store_block(k, last, b.hole_before, true, plain);
+  if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.slot_offset(last) + plain.size() + layout_.overhead())) != 0)
+    throw_errno("ftruncate");
+}
+
+std::optional<uint64_t> ContentFile::first_bad_block() {
+  std::shared_lock lk(rw_);
+  const uint64_t backing = backing_size();
+  if (backing == 0) return std::nullopt;
+  const uint64_t nb = layout_.block_count(backing);
+  if (nb == 0) return 0;  // a header without blocks: written data is missing
+  const FileKey& k = key_locked(backing);
+  for (uint64_t i = 0; i < nb; ++i) {
+    try {
+      load_block(k, i, nb);
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Corrupt) return i;
+      throw;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace veil

@@ -1,0 +1,82 @@
+#include "veilfs/util/io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "veilfs/crypto/random.hpp"
+#include "veilfs/util/error.hpp"
+#include "veilfs/util/unique_fd.hpp"
+
+namespace veil {
+
+size_t pread_full(int fd, std::span<uint8_t> buf, uint64_t off) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pread(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("pread");
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  return done;
+}
+
+void pwrite_full(int fd, std::span<const uint8_t> buf, uint64_t off) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done, static_cast<off_t>(off + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("pwrite");
+    }
+    done += static_cast<size_t>(n);
+  }
+}
+
+uint64_t file_size(int fd) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) throw_errno("fstat");
+  return static_cast<uint64_t>(st.st_size);
+}
+
+std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t max_size) {
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd) throw_errno("open " + name);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) throw_errno("fstat " + name);
+  if (!S_ISREG(st.st_mode)) throw_corrupt(name + " is not a regular file");
+  if (static_cast<uint64_t>(st.st_size) > max_size)
+    throw Error(ErrorKind::Corrupt, EIO, name + " is larger than " + std::to_string(max_size) + " bytes");
+  std::vector<uint8_t> data(max_size + 1);
+  size_t n = pread_full(fd.get(), data, 0);
+  if (n > max_size) throw Error(ErrorKind::Corrupt, EIO, name + " is too large");
+  data.resize(n);
+  return data;
+}
+
+void fsync_dir(int dirfd) {
+  if (::fsync(dirfd) != 0 && errno != EINVAL) throw_errno("fsync directory");
+}
+
+void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode) {
+  std::string tmp = name + ".tmp." + random_hex(8);
+  UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd) throw_errno("create " + tmp);
+  try {
+    pwrite_full(fd.get(), data, 0);
+    if (::fsync(fd.get()) != 0) throw_errno("fsync " + tmp);
+    fd.reset();
+    if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) throw_errno("rename " + tmp);
+  } catch (...) {
+    ::unlinkat(dirfd, tmp.c_str(), 0);
+    throw;
+  }
+  fsync_dir(dirfd);
+}
+
+}  // namespace veil
