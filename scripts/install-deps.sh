@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs everything veilfs needs to build, test and benchmark, from Debian's packages only.
+set -euo pipefail
+PKGS=(g++ cmake make pkg-config libfuse3-dev fuse3 libsodium-dev libboost-program-options-dev
+      googletest libgtest-dev nlohmann-json3-dev clang-format
+      # programs the integration tests drive on a mounted volume
+      sqlite3 rsync git tar attr python3 e2fsprogs)
+missing=()
+for p in "${PKGS[@]}" ${EXTRA_PKGS:-}; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
