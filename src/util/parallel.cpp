@@ -63,11 +63,13 @@ Pool& pool() {
 }  // namespace
 
 void parallel_for(size_t n, size_t min_parallel, const std::function<void(size_t, size_t)>& fn) {
-  size_t workers = pool().size();
-  if (n < min_parallel || workers == 0 || n < 2) {
+  // Small requests never touch the pool, so no thread exists until the first large one (the daemon forks
+  // after mounting, and a fork must not happen with threads running).
+  if (n < min_parallel || n < 2 || std::thread::hardware_concurrency() < 2) {
     fn(0, n);
     return;
   }
+  size_t workers = pool().size();
   size_t chunks = std::min(n, workers + 1);
   size_t per = (n + chunks - 1) / chunks;
   std::vector<std::future<void>> futures;
