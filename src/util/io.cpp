@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 
 #include "veilfs/crypto/random.hpp"
@@ -11,6 +12,15 @@
 #include "veilfs/util/unique_fd.hpp"
 
 namespace veil {
+
+namespace {
+std::atomic<AtomicWriteHook> g_atomic_write_hook{nullptr};
+void atomic_write_stage(const char* stage) {
+  if (auto hook = g_atomic_write_hook.load(std::memory_order_relaxed)) hook(stage);
+}
+}  // namespace
+
+void set_atomic_write_hook(AtomicWriteHook hook) { g_atomic_write_hook.store(hook); }
 
 size_t pread_full(int fd, std::span<uint8_t> buf, uint64_t off) {
   size_t done = 0;
@@ -71,11 +81,13 @@ void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8
     pwrite_full(fd.get(), data, 0);
     if (::fsync(fd.get()) != 0) throw_errno("fsync " + tmp);
     fd.reset();
+    atomic_write_stage("after-temp");
     if (::renameat(dirfd, tmp.c_str(), dirfd, name.c_str()) != 0) throw_errno("rename " + tmp);
   } catch (...) {
     ::unlinkat(dirfd, tmp.c_str(), 0);
     throw;
   }
+  atomic_write_stage("after-rename");
   fsync_dir(dirfd);
 }
 

@@ -23,4 +23,10 @@ std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t 
 void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode);
 void fsync_dir(int dirfd);
 
+// Test-only fault injection for crash-safety tests: when set, write_file_atomic calls the hook with
+// "after-temp" (temp file written and fsynced, not yet renamed) and "after-rename" (renamed, directory not yet
+// fsynced). Unset (null) by default; only veilkey sets it, and only when its test environment variable is present.
+using AtomicWriteHook = void (*)(const char* stage);
+void set_atomic_write_hook(AtomicWriteHook hook);
+
 }  // namespace veil

@@ -1,0 +1,58 @@
+// veilkey passwd: re-wrap the master key under a new secret, in place of the slot the old secret opens.
+#include <algorithm>
+#include <cstdio>
+
+#include "keytool.hpp"
+#include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/util/error.hpp"
+
+namespace veil::keytool {
+
+namespace {
+constexpr CommandHelp kHelp{
+    "veilkey passwd CIPHERDIR [options]",
+    "Changes the passphrase (or key file) of the key slot that the current secret opens. Only the wrapping of\n"
+    "the master key changes: file contents are not touched. The config is replaced atomically, so an\n"
+    "interruption leaves either the old or the new secret working. The new slot keeps the old slot's KDF cost\n"
+    "unless --kdf-memory/--kdf-ops say otherwise, and gets a new slot id.\n"
+    "Without options the old secret is read from standard input's first line and the new one from its second\n"
+    "line (or both are asked on the terminal, the new one twice).",
+    "  veilkey passwd ~/vault.enc\n"
+    "  veilkey passwd ~/vault.enc --passfile old.txt --new-passfile new.txt\n"
+    "  printf '%s\\n%s\\n' \"$OLD\" \"$NEW\" | veilkey passwd ~/vault.enc\n"
+    "  veilkey passwd ~/vault.enc --keyfile old.key --new-keyfile new.key\n"};
+}  // namespace
+
+int cmd_passwd(const Args& args) {
+  cli::SecretSource src, new_src;
+  KdfChoice kdf;
+  po::options_description d("Options");
+  add_secret_options(d, src);
+  add_new_secret_options(d, new_src);
+  add_kdf_options(d, kdf);
+  po::variables_map vm;
+  if (!parse_options(args, kHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
+  const std::string dir = vm["CIPHERDIR"].as<std::string>();
+
+  preflight(dir);
+  SecretBytes old_secret = read_existing_secret(src);
+  SecretBytes new_secret = read_new_secret(new_src);
+
+  ConfigLock lock(dir);
+  format::VolumeConfig cfg = lock.load();
+  std::optional<uint32_t> opened;
+  SecretBytes master = cfg.unlock(old_secret.span(), &opened);
+  test_point("unlocked");
+  auto old_slot = std::find_if(cfg.slots.begin(), cfg.slots.end(), [&](const auto& s) { return s.id == *opened; });
+  format::KeySlot slot = cfg.make_slot(master, new_secret.span(), kind_of(new_src), kdf.resolve(old_slot->kdf));
+  // The old slot is about to go: prove the new one opens before the config that lacks the old one is written.
+  auto check = cfg.try_slot(slot, new_secret.span());
+  if (!check || !check->equals(master.span())) throw Error(ErrorKind::Io, EIO, "the new key slot failed to verify");
+  const uint32_t old_id = old_slot->id, new_id = slot.id;
+  *old_slot = std::move(slot);
+  lock.save(cfg);
+  std::fprintf(stderr, "veilkey: secret changed (slot %u replaced by slot %u)\n", old_id, new_id);
+  return cli::kExitOk;
+}
+
+}  // namespace veil::keytool
