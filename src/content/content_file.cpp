@@ -344,19 +344,29 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
     padded = old_last->plain;
     padded.resize(B, 0);
     // Step 1: a short final block becomes a full final block (the file grows with zeros).
-    if (old_last->plain.size() < B) store_block(k, nb - 1, old_last->hole_before, true, padded);
+    if (old_last->plain.size() < B) {
+      store_block(k, nb - 1, old_last->hole_before, true, padded);
+      step_done("pad-old-final");
+    }
   }
   if (need_header && !hdr) {
     auto h = k.header.serialize();
     pwrite_full(fd_.get(), h, 0);
+    step_done("header");
   }
   // Step 2: the new blocks, the last of them final.
   pwrite_full(fd_.get(), wbuf.span(0, wlen), layout_.slot_offset(f) - hdr);
+  step_done("new-blocks");
   // Step 3: the old final block is no longer final.
-  if (old_last_outside) store_block(k, nb - 1, old_last->hole_before, false, padded);
+  if (old_last_outside) {
+    store_block(k, nb - 1, old_last->hole_before, false, padded);
+    step_done("unfinal-old");
+  }
   // Step 4: the data block after a filled hole claims fewer hole blocks.
-  if (claimer && !claimer_block->hole)
+  if (claimer && !claimer_block->hole) {
     store_block(k, *claimer, *claimer - l - 1, *claimer + 1 == nb, claimer_block->plain);
+    step_done("shrink-claim");
+  }
 }
 
 void ContentFile::truncate(uint64_t new_size) {
@@ -388,8 +398,10 @@ void ContentFile::truncate(uint64_t new_size) {
   plain.resize(new_size - last * B, 0);
   // Rewrite the new final block, then cut. A block-aligned cut leaves a valid file at every step.
   store_block(k, last, b.hole_before, true, plain);
+  step_done("new-final");
   if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.slot_offset(last) + plain.size() + layout_.overhead())) != 0)
     throw_errno("ftruncate");
+  step_done("cut");
 }
 
 std::optional<uint64_t> ContentFile::first_bad_block() {

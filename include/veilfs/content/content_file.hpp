@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -61,6 +62,10 @@ class ContentFile {
   // fsck support: verifies every block, returning the index of the first bad one (or nullopt).
   std::optional<uint64_t> first_bad_block();
 
+  // Tests only: called after each on-disk step of a write or truncate with the step's name; throwing from it
+  // leaves the backing file exactly as a crash at that point would (the crash-state tests rely on this).
+  void set_step_hook_for_testing(std::function<void(std::string_view step)> hook) { step_hook_ = std::move(hook); }
+
  private:
   struct FileKey {
     format::FileHeader header;
@@ -80,23 +85,26 @@ class ContentFile {
   // Decrypts slot `index` (bytes given); throws Auth. Returns plaintext length and hole_before.
   size_t decrypt_slot(const FileKey& k, uint64_t index, bool last, std::span<const uint8_t> slot,
                       std::span<uint8_t> out, uint64_t* hole_before) const;
-  void encrypt_slot(const FileKey& k, uint64_t index, uint64_t hole_before, bool final,
-                    std::span<const uint8_t> plain, std::span<uint8_t> out, std::span<const uint8_t> nonce) const;
+  void encrypt_slot(const FileKey& k, uint64_t index, uint64_t hole_before, bool final, std::span<const uint8_t> plain,
+                    std::span<uint8_t> out, std::span<const uint8_t> nonce) const;
   // First index of the hole run that `index` lies in, after authenticating the data slot that claims it.
   uint64_t verified_hole_start(const FileKey& k, uint64_t index, uint64_t nblocks, uint64_t* claimer = nullptr);
   Block load_block(const FileKey& k, uint64_t index, uint64_t nblocks);
-  void store_block(const FileKey& k, uint64_t index, uint64_t hole_before, bool final,
-                   std::span<const uint8_t> plain);
+  void store_block(const FileKey& k, uint64_t index, uint64_t hole_before, bool final, std::span<const uint8_t> plain);
   void write_locked(uint64_t off, std::span<const uint8_t> data);
   [[noreturn]] void fail_auth(uint64_t index) const;
+  void step_done(std::string_view step) const {
+    if (step_hook_) step_hook_(step);
+  }
 
   std::shared_ptr<const ContentCipher> cipher_;
   const format::BlockLayout& layout_;
   UniqueFd fd_;
   std::string label_;
-  mutable std::shared_mutex rw_;      // reads shared, writes exclusive
-  std::mutex key_mu_;                 // guards key_ (loaded lazily by readers too)
+  mutable std::shared_mutex rw_;  // reads shared, writes exclusive
+  std::mutex key_mu_;             // guards key_ (loaded lazily by readers too)
   std::unique_ptr<FileKey> key_;
+  std::function<void(std::string_view)> step_hook_;
 };
 
 }  // namespace veil
