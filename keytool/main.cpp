@@ -72,7 +72,7 @@ int dispatch(const Args& args) {
     } catch (const veil::format::RecoveryCodeError& e) {
       // Its own exit code: a script (or a person) can tell "retype the code" from "wrong volume".
       std::fprintf(stderr, "veilkey: %s\n", e.what());
-      return veil::cli::kExitBadRecoveryCode;
+      return veil::cli::kExitCodeTypo;
     }
   }
   std::cerr << "veilkey: unknown command (see veilkey --help)\n";
