@@ -71,11 +71,20 @@ void ContentFile::fail_auth(uint64_t index) const {
 const ContentFile::FileKey& ContentFile::key_locked(uint64_t backing) {
   std::lock_guard lk(key_mu_);
   if (!key_) {
-    if (backing < kFileHeaderSize) throw_corrupt("file header of " + label_ + " is truncated");
+    // A damaged header is tampering with the file like any other: report it as an authentication failure
+    // (EIO), as a flipped file-ID bit would be, so callers see one kind of error for one kind of damage.
+    auto bad = [&] { throw_auth("file header of " + (label_.empty() ? "a file" : label_) + " is damaged"); };
+    if (backing < kFileHeaderSize) bad();
     uint8_t buf[kFileHeaderSize];
-    if (pread_full(fd_.get(), buf, 0) != kFileHeaderSize) throw_corrupt("file header of " + label_ + " is truncated");
-    auto h = format::FileHeader::parse(buf);
-    key_ = std::make_unique<FileKey>(FileKey{h, cipher_->file_aead(h.id)});
+    if (pread_full(fd_.get(), buf, 0) != kFileHeaderSize) bad();
+    std::optional<format::FileHeader> h;
+    try {
+      h = format::FileHeader::parse(buf);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Corrupt) throw;
+      bad();
+    }
+    key_ = std::make_unique<FileKey>(FileKey{*h, cipher_->file_aead(h->id)});
   }
   return *key_;
 }
@@ -410,10 +419,9 @@ std::optional<uint64_t> ContentFile::first_bad_block() {
   if (backing == 0) return std::nullopt;
   const uint64_t nb = layout_.block_count(backing);
   if (nb == 0) return 0;  // a header without blocks: written data is missing
-  const FileKey& k = key_locked(backing);
   for (uint64_t i = 0; i < nb; ++i) {
     try {
-      load_block(k, i, nb);
+      load_block(key_locked(backing), i, nb);
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Corrupt) return i;
       throw;
