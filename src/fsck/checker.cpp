@@ -1,0 +1,608 @@
+#include "fsck/checker.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "veilfs/crypto/encoding.hpp"
+#include "veilfs/crypto/siv.hpp"
+#include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
+
+namespace veil::fsck {
+
+using format::kFileHeaderSize;
+
+namespace {
+
+constexpr std::string_view kConfigTmpPrefix = "veilfs.conf.tmp.";
+constexpr std::string_view kDirIvTmpPrefix = "veilfs.diriv.tmp.";
+// LinkCodec::decrypt refuses anything longer, so a longer long-link sidecar is hostile: read no further.
+constexpr size_t kMaxLinkSidecar = 8192;
+constexpr size_t kVerifyChunk = size_t{1} << 20;  // plaintext bytes verified per read
+constexpr size_t kMaxListedRanges = 8;            // bad-block ranges spelled out in one problem
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+std::string join_plain(const std::string& parent, std::string_view name) {
+  return parent == "/" ? "/" + std::string(name) : parent + "/" + std::string(name);
+}
+std::string join_cipher(const std::string& parent, std::string_view name) {
+  return parent == "." ? std::string(name) : parent + "/" + std::string(name);
+}
+
+std::string errno_text(int err) { return std::string(std::strerror(err)); }
+
+uint64_t get_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Whether an undecryptable backing name was meant to be one of ours (a damaged or misplaced encrypted name) or
+// is something else entirely (a file a user or a sync service put there).
+bool looks_encrypted(std::string_view name) {
+  auto raw = base64url_decode(name);
+  return raw && raw->size() >= kSivTagSize + format::kNamePadQuantum &&
+         (raw->size() - kSivTagSize) % format::kNamePadQuantum == 0;
+}
+
+std::string describe_ranges(const std::vector<std::pair<uint64_t, uint64_t>>& ranges, bool more) {
+  std::string s;
+  for (const auto& [a, b] : ranges) {
+    if (!s.empty()) s += ", ";
+    s += std::to_string(a);
+    if (b != a) s += "-" + std::to_string(b);
+  }
+  if (more) s += ", ...";
+  return s;
+}
+
+}  // namespace
+
+std::string_view kind_name(ProblemKind k) {
+  switch (k) {
+    case ProblemKind::ConfigCorrupt:
+      return "config-corrupt";
+    case ProblemKind::TempLeftover:
+      return "temp-leftover";
+    case ProblemKind::DirIvMissing:
+      return "dir-iv-missing";
+    case ProblemKind::DirIvBad:
+      return "dir-iv-bad";
+    case ProblemKind::NameUndecryptable:
+      return "name-undecryptable";
+    case ProblemKind::ForeignEntry:
+      return "foreign-entry";
+    case ProblemKind::SidecarMissing:
+      return "sidecar-missing";
+    case ProblemKind::SidecarBad:
+      return "sidecar-bad";
+    case ProblemKind::SidecarOrphaned:
+      return "sidecar-orphaned";
+    case ProblemKind::LinkTargetBad:
+      return "link-target-bad";
+    case ProblemKind::HeaderBad:
+      return "header-bad";
+    case ProblemKind::Truncated:
+      return "truncated";
+    case ProblemKind::BlocksBad:
+      return "blocks-bad";
+    case ProblemKind::XattrBad:
+      return "xattr-bad";
+    case ProblemKind::XattrForeign:
+      return "xattr-foreign";
+    case ProblemKind::TooDeep:
+      return "too-deep";
+    case ProblemKind::IoError:
+      return "io-error";
+  }
+  return "unknown";
+}
+
+std::string Problem::line() const {
+  std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
+  if (repaired) s += " [removed]";
+  return s;
+}
+
+std::vector<std::string> Report::sorted_lines() const {
+  std::vector<std::string> out;
+  out.reserve(problems.size());
+  for (const auto& p : problems) out.push_back(p.line());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// One directory level of the walk: its descriptor, a small getdents buffer (never the whole listing), its IV.
+struct Checker::Dir {
+  UniqueFd fd;
+  std::optional<DirIv> iv;  // nullopt: unknown, names here cannot be checked
+  std::string path, cipher_path;
+  bool is_root = false;
+  unsigned depth = 0;
+  std::array<char, 8192> buf{};
+  size_t pos = 0, len = 0;
+  bool eof = false;
+
+  // Next entry (name, d_type), or nullopt at the end. Throws on a getdents error.
+  std::optional<std::pair<std::string, unsigned char>> next() {
+    for (;;) {
+      if (pos >= len) {
+        if (eof) return std::nullopt;
+        ssize_t n = ::getdents64(fd.get(), buf.data(), buf.size());
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          throw_errno("getdents");
+        }
+        if (n == 0) {
+          eof = true;
+          return std::nullopt;
+        }
+        pos = 0;
+        len = static_cast<size_t>(n);
+      }
+      auto* d = reinterpret_cast<const dirent64*>(buf.data() + pos);
+      pos += d->d_reclen;
+      std::string name = d->d_name;
+      if (name == "." || name == "..") continue;
+      return std::make_pair(std::move(name), d->d_type);
+    }
+  }
+};
+
+Checker::Checker(const Volume& volume, Options opt) : vol_(volume), opt_(std::move(opt)) {}
+
+void Checker::add(ProblemKind kind, const std::string& path, const std::string& cipher_path, std::string detail,
+                  bool repaired) {
+  Problem p{kind, path, cipher_path, std::move(detail), repaired};
+  ++report_.problem_count;
+  if (repaired) ++report_.repaired_count;
+  if (opt_.on_problem) opt_.on_problem(p);
+  if (report_.problems.size() < opt_.max_kept_problems) report_.problems.push_back(std::move(p));
+}
+
+void Checker::progress() {
+  if (opt_.on_progress) opt_.on_progress(report_.stats);
+}
+
+Report Checker::run() {
+  report_ = Report{};
+  report_.config_ok = true;
+  UniqueFd root(::openat(vol_.root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root) throw_errno("open cipher dir");
+
+  std::vector<std::unique_ptr<Dir>> stack;
+  auto top = std::make_unique<Dir>();
+  top->fd = std::move(root);
+  top->path = "/";
+  top->cipher_path = ".";
+  top->is_root = true;
+  top->iv = vol_.root_iv();
+  stack.push_back(std::move(top));
+  check_dir_entries(stack);
+  return std::move(report_);
+}
+
+// Opens the directory on top of the stack (IV, xattrs) and walks the whole subtree below it, depth first.
+void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
+  auto enter = [&](Dir& d, const std::optional<DirIv>& fallback) {
+    ++report_.stats.dirs;
+    try {
+      if (auto iv = read_dir_iv(d.fd.get())) {
+        d.iv = *iv;
+      } else {
+        add(ProblemKind::DirIvMissing, d.path, d.cipher_path,
+            "directory IV file veilfs.diriv is missing (the mount derives it)");
+        d.iv = fallback;
+      }
+    } catch (const Error& e) {
+      std::string why =
+          e.kind() == ErrorKind::Io ? "cannot be read: " + errno_text(e.sys_errno()) : "is not a 16-byte regular file";
+      add(ProblemKind::DirIvBad, d.path, d.cipher_path, "directory IV file veilfs.diriv " + why);
+      d.iv = fallback;
+    }
+    check_xattrs(d.fd.get(), d.path, d.cipher_path);
+    progress();
+  };
+  {
+    Dir& root = *stack.back();
+    std::optional<DirIv> fallback = root.iv;
+    enter(root, fallback);
+  }
+
+  while (!stack.empty()) {
+    Dir& d = *stack.back();
+    std::optional<std::pair<std::string, unsigned char>> e;
+    try {
+      e = d.next();
+    } catch (const Error& err) {
+      add(ProblemKind::IoError, d.path, d.cipher_path, "listing failed: " + errno_text(err.sys_errno()));
+    }
+    if (!e) {
+      stack.pop_back();
+      continue;
+    }
+    size_t before = stack.size();
+    check_entry(stack, d, e->first);
+    if (stack.size() > before) {
+      Dir& child = *stack.back();
+      std::optional<DirIv> fallback = child.iv;
+      enter(child, fallback);
+    }
+  }
+}
+
+void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, const std::string& name) {
+  const int dfd = dir.fd.get();
+  const std::string rpath = join_plain(dir.path, name);  // path with this component as its backing name
+  const std::string cpath = join_cipher(dir.cipher_path, name);
+  struct stat st {};
+  if (::fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return;  // removed while we walked (or by our own repair)
+    add(ProblemKind::IoError, rpath, cpath, "stat failed: " + errno_text(errno));
+    return;
+  }
+
+  auto exists = [&](const std::string& n, mode_t* mode = nullptr) {
+    struct stat s {};
+    if (::fstatat(dfd, n.c_str(), &s, AT_SYMLINK_NOFOLLOW) != 0) return false;
+    if (mode) *mode = s.st_mode;
+    return true;
+  };
+  auto remove_reserved = [&](ProblemKind kind, std::string detail) {
+    bool removed = false;
+    if (opt_.repair && ::unlinkat(dfd, name.c_str(), 0) == 0) {
+      removed = true;
+      if (opt_.on_repair) opt_.on_repair(cpath);
+    }
+    add(kind, rpath, cpath, std::move(detail), removed);
+  };
+
+  // --- reserved names: veilfs's own files never appear in the plain view ---
+  std::string encoded;
+  bool long_name = false;
+  if (starts_with(name, format::kReservedPrefix)) {
+    if (name == format::kDirIvName) return;  // checked on entering the directory
+    if (dir.is_root && name == format::kConfigName) return;
+    if ((dir.is_root && starts_with(name, kConfigTmpPrefix)) || starts_with(name, kDirIvTmpPrefix)) {
+      if (!S_ISREG(st.st_mode)) {
+        add(ProblemKind::ForeignEntry, rpath, cpath, "reserved temporary name on something not a regular file");
+        return;
+      }
+      remove_reserved(ProblemKind::TempLeftover, "temporary file left by an interrupted atomic write");
+      return;
+    }
+    if (name.size() > format::kLongNameSuffix.size() && name.ends_with(format::kLongNameSuffix) &&
+        NameTransform::is_long_name(std::string_view(name).substr(0, name.size() - format::kLongNameSuffix.size()))) {
+      std::string owner = name.substr(0, name.size() - format::kLongNameSuffix.size());
+      if (!exists(owner)) remove_reserved(ProblemKind::SidecarOrphaned, "long-name sidecar without its entry " + owner);
+      return;  // otherwise checked together with its owner
+    }
+    if (starts_with(name, format::kLongLinkPrefix)) {
+      std::string owner = name.substr(format::kLongLinkPrefix.size());
+      mode_t mode = 0;
+      char target[format::kLongLinkMarker.size() + 1];
+      bool owner_ok = !owner.empty() && exists(owner, &mode) && S_ISLNK(mode);
+      if (owner_ok) {
+        ssize_t n = ::readlinkat(dfd, owner.c_str(), target, sizeof target);
+        owner_ok = n == static_cast<ssize_t>(format::kLongLinkMarker.size()) &&
+                   std::string_view(target, static_cast<size_t>(n)) == format::kLongLinkMarker;
+      }
+      if (!owner_ok)
+        remove_reserved(ProblemKind::SidecarOrphaned, "long symlink target sidecar without a symlink that uses it");
+      return;
+    }
+    if (!NameTransform::is_long_name(name)) {
+      add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
+      return;
+    }
+    // veilfs.longname.<hash>: the full encoded name lives in the sidecar, which must hash to this name.
+    long_name = true;
+    const std::string side = NameTransform::sidecar_for(name);
+    struct stat ss {};
+    if (::fstatat(dfd, side.c_str(), &ss, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT)
+        add(ProblemKind::SidecarMissing, rpath, cpath, "long name without its sidecar (invisible in the mount)");
+      else
+        add(ProblemKind::SidecarBad, rpath, cpath, "sidecar cannot be read: " + errno_text(errno));
+    } else if (!S_ISREG(ss.st_mode)) {
+      add(ProblemKind::SidecarBad, rpath, cpath, "sidecar is not a regular file");
+    } else if (static_cast<uint64_t>(ss.st_size) > format::kMaxSidecarSize) {
+      // A hostile sidecar may be gigabytes (sparse): judge it by its size, never read it.
+      add(ProblemKind::SidecarBad, rpath, cpath,
+          "sidecar is " + std::to_string(ss.st_size) + " bytes, more than " + std::to_string(format::kMaxSidecarSize) +
+              " (not read)");
+    } else {
+      try {
+        auto bytes = read_small_file(dfd, side, format::kMaxSidecarSize);
+        std::string content(bytes.begin(), bytes.end());
+        if (NameTransform::long_name_for(content) != name)
+          add(ProblemKind::SidecarBad, rpath, cpath, "sidecar does not match its hashed short name");
+        else if (!NameTransform::needs_long_name(content))
+          add(ProblemKind::SidecarBad, rpath, cpath, "sidecar holds a name short enough to be stored directly");
+        else
+          encoded = std::move(content);
+      } catch (const Error& e) {
+        add(ProblemKind::SidecarBad, rpath, cpath,
+            e.kind() == ErrorKind::Io ? "sidecar cannot be read: " + errno_text(e.sys_errno()) : e.what());
+      }
+    }
+  } else {
+    encoded = name;
+  }
+
+  // --- the name itself ---
+  std::string path = rpath;
+  if (!encoded.empty() && dir.iv) {
+    if (auto plain = vol_.names().decrypt(*dir.iv, encoded)) {
+      path = join_plain(dir.path, *plain);
+    } else if (long_name || looks_encrypted(encoded)) {
+      add(ProblemKind::NameUndecryptable, rpath, cpath,
+          "name does not decrypt in this directory (tampered, or moved from another directory)");
+    } else {
+      // Not ours: a stray file in the cipher dir. Reported, never opened: it is not encrypted data.
+      add(ProblemKind::ForeignEntry, rpath, cpath, "not an encrypted name (hidden by the mount)");
+      return;
+    }
+  }
+
+  ++report_.stats.entries;
+  // --- what it is ---
+  if (S_ISDIR(st.st_mode)) {
+    if (dir.depth + 1 >= opt_.max_depth) {
+      add(ProblemKind::TooDeep, path, cpath,
+          "directory nesting deeper than " + std::to_string(opt_.max_depth) + " levels: not descended");
+      return;
+    }
+    UniqueFd fd(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+      add(ProblemKind::IoError, path, cpath, "cannot open directory: " + errno_text(errno));
+      return;
+    }
+    auto child = std::make_unique<Dir>();
+    child->fd = std::move(fd);
+    child->path = path;
+    child->cipher_path = cpath;
+    child->depth = dir.depth + 1;
+    // The IV the mount would use if the IV file is missing: derived from the parent's and the encoded name.
+    if (dir.iv && !encoded.empty()) child->iv = vol_.names().derive_child_iv(*dir.iv, encoded);
+    stack.push_back(std::move(child));
+  } else if (S_ISREG(st.st_mode)) {
+    ++report_.stats.files;
+    UniqueFd fd(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) {
+      add(ProblemKind::IoError, path, cpath, "cannot open: " + errno_text(errno));
+      return;
+    }
+    check_xattrs(fd.get(), path, cpath);
+    check_file(std::move(fd), path, cpath);
+  } else if (S_ISLNK(st.st_mode)) {
+    ++report_.stats.symlinks;
+    check_symlink(dir, name, path, cpath);
+  } else {
+    ++report_.stats.others;  // FIFOs, sockets, device nodes: nothing encrypted besides the name
+  }
+  progress();
+}
+
+void Checker::check_symlink(Dir& dir, const std::string& name, const std::string& path, const std::string& cpath) {
+  // Never followed: a backing symlink's target is ciphertext, and a hostile one may loop.
+  std::vector<char> buf(LinkCodec::kMaxInlineStored + 2);
+  ssize_t n = ::readlinkat(dir.fd.get(), name.c_str(), buf.data(), buf.size());
+  if (n < 0) {
+    add(ProblemKind::IoError, path, cpath, "readlink failed: " + errno_text(errno));
+    return;
+  }
+  std::string stored(buf.data(), static_cast<size_t>(n));
+  if (stored == format::kLongLinkMarker) {
+    std::string side = std::string(format::kLongLinkPrefix) + name;
+    try {
+      auto bytes = read_small_file(dir.fd.get(), side, kMaxLinkSidecar);
+      stored.assign(bytes.begin(), bytes.end());
+    } catch (const Error& e) {
+      std::string why = e.kind() != ErrorKind::Io
+                            ? "is larger than " + std::to_string(kMaxLinkSidecar) + " bytes or not a regular file"
+                        : e.sys_errno() == ENOENT ? "is missing"
+                                                  : "cannot be read: " + errno_text(e.sys_errno());
+      add(ProblemKind::LinkTargetBad, path, cpath, "long target sidecar " + why);
+      return;
+    }
+  }
+  if (!vol_.links().decrypt(stored))
+    add(ProblemKind::LinkTargetBad, path, cpath, "symlink target does not decrypt (tampered or foreign)");
+}
+
+void Checker::check_xattrs(int fd, const std::string& path, const std::string& cpath) {
+  ssize_t n = ::flistxattr(fd, nullptr, 0);
+  if (n < 0) {
+    if (errno != ENOTSUP) add(ProblemKind::IoError, path, cpath, "listxattr failed: " + errno_text(errno));
+    return;
+  }
+  if (n == 0) return;
+  std::vector<char> list(static_cast<size_t>(n));
+  n = ::flistxattr(fd, list.data(), list.size());
+  if (n < 0) {
+    add(ProblemKind::IoError, path, cpath, "listxattr failed: " + errno_text(errno));
+    return;
+  }
+  std::vector<uint8_t> value;
+  for (size_t pos = 0; pos < static_cast<size_t>(n);) {
+    std::string backing(list.data() + pos);
+    pos += backing.size() + 1;
+    if (!starts_with(backing, format::kXattrUserPrefix)) continue;  // security.*, system.*: not ours
+    if (!starts_with(backing, format::kXattrBackingPrefix)) {
+      add(ProblemKind::XattrForeign, path, cpath, "attribute " + backing + " was not written by veilfs");
+      continue;
+    }
+    auto plain = vol_.xattrs().decrypt_name(backing);
+    if (!plain) {
+      add(ProblemKind::XattrBad, path, cpath, "attribute name " + backing + " does not decrypt");
+      continue;
+    }
+    ssize_t vlen = ::fgetxattr(fd, backing.c_str(), nullptr, 0);
+    if (vlen >= 0) {
+      value.resize(static_cast<size_t>(vlen));
+      vlen = ::fgetxattr(fd, backing.c_str(), value.data(), value.size());
+    }
+    if (vlen < 0) {
+      add(ProblemKind::IoError, path, cpath, "getxattr " + *plain + " failed: " + errno_text(errno));
+      continue;
+    }
+    value.resize(static_cast<size_t>(vlen));
+    if (!vol_.xattrs().decrypt_value(backing, value))
+      add(ProblemKind::XattrBad, path, cpath, "value of attribute " + *plain + " does not decrypt");
+  }
+}
+
+void Checker::check_file(UniqueFd fd, const std::string& path, const std::string& cpath) {
+  const auto& layout = vol_.content()->layout();
+  const int raw = fd.get();
+  uint64_t backing = 0;
+  try {
+    backing = file_size(raw);
+    if (backing == 0) return;  // an empty file has no header
+    if (backing < kFileHeaderSize) {
+      add(ProblemKind::HeaderBad, path, cpath, "file header is truncated (" + std::to_string(backing) + " bytes)");
+      return;
+    }
+    std::array<uint8_t, kFileHeaderSize> hb{};
+    if (pread_full(raw, hb, 0) != hb.size()) {
+      add(ProblemKind::HeaderBad, path, cpath, "file header is truncated");
+      return;
+    }
+    format::FileHeader header;
+    try {
+      header = format::FileHeader::parse(hb);
+    } catch (const Error& e) {
+      add(ProblemKind::HeaderBad, path, cpath, e.what());
+      return;
+    }
+    const uint64_t nb = layout.block_count(backing);
+    if (nb == 0) {
+      add(ProblemKind::Truncated, path, cpath, "file has a header but no blocks: its contents are missing");
+      return;
+    }
+    const uint64_t last_len = backing - layout.slot_offset(nb - 1);
+    if (last_len <= layout.overhead()) {
+      // Too short to hold even one byte: the engine can read nothing up to it, so report it and stop here.
+      add(ProblemKind::BlocksBad, path, cpath,
+          "last block " + std::to_string(nb - 1) + " is " + std::to_string(last_len) +
+              " bytes, too short to hold data (cut or corrupt)");
+      return;
+    }
+
+    ContentFile cf(vol_.content(), std::move(fd), cpath);
+    const uint64_t B = layout.block_size();
+    const uint64_t slot = layout.slot_size();
+    const uint64_t per_chunk = std::max<uint64_t>(1, kVerifyChunk / B);
+    std::vector<uint8_t> buf(per_chunk * B);
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;
+    uint64_t bad = 0;
+    bool more_ranges = false;
+    auto mark_bad = [&](uint64_t a, uint64_t b) {
+      bad += b - a + 1;
+      if (!ranges.empty() && ranges.back().second + 1 == a)
+        ranges.back().second = b;
+      else if (ranges.size() < kMaxListedRanges)
+        ranges.emplace_back(a, b);
+      else
+        more_ranges = true;
+    };
+    auto verify = [&](uint64_t first, uint64_t count) {
+      auto out = std::span<uint8_t>(buf.data(), count * B);
+      try {
+        cf.read(first * B, out);
+        return;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
+      }
+      for (uint64_t j = first; j < first + count; ++j) {  // narrow the failure down to single blocks
+        try {
+          cf.read(j * B, std::span<uint8_t>(buf.data(), B));
+        } catch (const Error& e) {
+          if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
+          mark_bad(j, j);
+        }
+      }
+    };
+
+    for (uint64_t i = 0; i < nb;) {
+      // An unallocated stretch is one hole run: verifying its first block authenticates all of it (the data block
+      // that claims the run is checked then), so a 10 GiB sparse file costs no 10 GiB of reads.
+      const off_t so = static_cast<off_t>(layout.slot_offset(i));
+      off_t data = ::lseek(cf.fd(), so, SEEK_DATA);
+      if (data < 0 && errno == ENXIO) {
+        const uint64_t before = bad;
+        verify(i, 1);
+        if (bad > before && i + 1 < nb) mark_bad(i + 1, nb - 1);  // zeros up to the end: nothing can claim them
+        break;
+      }
+      if (data > so) {
+        verify(i, 1);
+        uint64_t j = std::max(i + 1, std::min((static_cast<uint64_t>(data) - kFileHeaderSize) / slot, nb));
+        report_.stats.bytes += (j - i) * B;
+        i = j;
+        continue;
+      }
+      uint64_t count = std::min(per_chunk, nb - i);
+      verify(i, count);
+      i += count;
+      report_.stats.bytes += count * B;
+      progress();
+    }
+
+    if (bad == 0) return;
+    // A block-aligned cut leaves a last block that authenticates as "not final": name it for what it is.
+    if (bad == 1 && ranges.front().first == nb - 1 && last_len == slot) {
+      std::vector<uint8_t> s(slot);
+      if (pread_full(cf.fd(), s, layout.slot_offset(nb - 1)) == slot) {
+        Aead aead = vol_.content()->file_aead(header.id);
+        const size_t ns = layout.nonce_size();
+        uint64_t hole_before = get_u64(s.data() + ns);
+        std::vector<uint8_t> plain(B);
+        auto body = std::span<const uint8_t>(s).subspan(ns + format::kHoleFieldSize);
+        if (aead.decrypt(plain, body, std::span<const uint8_t>(s).subspan(0, ns),
+                         format::BlockLayout::aad(header.id, nb - 1, hole_before, false))) {
+          add(ProblemKind::Truncated, path, cpath,
+              "file ends at a block boundary without the final-block marker: data after block " +
+                  std::to_string(nb - 1) + " is missing");
+          return;
+        }
+      }
+    }
+    add(ProblemKind::BlocksBad, path, cpath,
+        std::to_string(bad) + " of " + std::to_string(nb) + " blocks fail authentication (block" +
+            (bad == 1 ? " " : "s ") + describe_ranges(ranges, more_ranges) + ")");
+  } catch (const Error& e) {
+    add(ProblemKind::IoError, path, cpath,
+        e.kind() == ErrorKind::Io ? "read failed: " + errno_text(e.sys_errno()) : e.what());
+  }
+}
+
+Report check_volume(const std::string& cipherdir, std::span<const uint8_t> secret, const Options& opt) {
+  std::unique_ptr<Volume> vol;
+  try {
+    vol = Volume::open(cipherdir, secret);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Corrupt && e.kind() != ErrorKind::Auth) throw;
+    Report r;
+    Problem p{ProblemKind::ConfigCorrupt, "/", std::string(format::kConfigName), e.what()};
+    if (opt.on_problem) opt.on_problem(p);
+    r.problems.push_back(std::move(p));
+    r.problem_count = 1;
+    return r;
+  }
+  Checker c(*vol, opt);
+  return c.run();
+}
+
+}  // namespace veil::fsck

@@ -1,0 +1,378 @@
+// fsck against deterministically damaged volumes: each test builds a clean volume through the engines, does
+// one kind of damage to the cipher dir, and pins the exact report.
+#include "fsck/checker.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "test_volume.hpp"
+#include "veilfs/crypto/encoding.hpp"
+#include "veilfs/crypto/kdf.hpp"
+
+namespace veil::fsck {
+namespace {
+
+using testing::pattern;
+using testing::read_all;
+using testing::TestVolume;
+using testing::write_all;
+using Lines = std::vector<std::string>;
+
+constexpr uint32_t kB = format::kDefaultBlockSize;
+
+std::string long_plain_name() { return std::string(200, 'L') + ".txt"; }  // encodes to more than 255 bytes
+
+// A volume with one of everything fsck looks at.
+void populate(TestVolume& v) {
+  v.mkdir("/docs");
+  v.mkdir("/docs/deep");
+  v.mkdir("/" + std::string(190, 'D'));  // a long-named directory: its IV derives from the full name
+  v.write_file("/empty", {});
+  v.write_file("/one", pattern(1, 1));
+  v.write_file("/docs/report.txt", pattern(10000, 2));  // 3 blocks, the last partial
+  v.write_file("/docs/deep/exact", pattern(2 * kB, 3));
+  v.write_file("/docs/" + long_plain_name(), pattern(5000, 4));
+  v.write_file("/" + std::string(190, 'D') + "/inner", pattern(100, 5));
+  v.write_sparse("/docs/sparse", 64 * kB, 40 * kB, pattern(300, 6));  // holes before and after data
+  v.symlink("/docs/link", "report.txt");
+  v.symlink("/docs/longlink", std::string(3500, 'x'));  // encrypted target too long for a backing symlink
+  v.set_xattr("/docs/report.txt", "user.comment", pattern(50, 7));
+  v.set_xattr("/docs", "user.tag", pattern(5, 8));
+}
+
+void flip_byte(const std::string& path, uint64_t off) {
+  auto bytes = read_all(path);
+  ASSERT_LT(off, bytes.size());
+  bytes[off] ^= 0x20;
+  write_all(path, bytes);
+}
+
+uint64_t slot_offset(const TestVolume& v, uint64_t i) { return v.vol().content()->layout().slot_offset(i); }
+uint64_t slot_size(const TestVolume& v) { return v.vol().content()->layout().slot_size(); }
+
+TEST(FsckChecker, CleanVolumeHasNoProblems) {
+  TestVolume v;
+  populate(v);
+  Report r = v.check();
+  EXPECT_TRUE(r.config_ok);
+  EXPECT_EQ(r.sorted_lines(), Lines{});
+  EXPECT_TRUE(r.clean());
+  EXPECT_EQ(r.stats.dirs, 4u);  // root, docs, deep, the long-named one
+  EXPECT_EQ(r.stats.files, 7u);
+  EXPECT_EQ(r.stats.symlinks, 2u);
+}
+
+TEST(FsckChecker, CleanVolumeWithAesGcmHasNoProblems) {
+  if (fastest_cipher() != CipherId::Aes256Gcm) GTEST_SKIP() << "no AES-NI on this CPU";
+  TestVolume v(CipherId::Aes256Gcm);
+  populate(v);
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
+}
+
+TEST(FsckChecker, FlippedBitInABlockIsReportedWithItsIndex) {
+  TestVolume v;
+  populate(v);
+  flip_byte(v.abs(v.cipher_path("/docs/report.txt")), slot_offset(v, 1) + 100);
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"blocks-bad /docs/report.txt: 1 of 3 blocks fail authentication (block 1)"});
+}
+
+TEST(FsckChecker, FlippedBitInTheFileIdFailsEveryBlock) {
+  TestVolume v;
+  populate(v);
+  flip_byte(v.abs(v.cipher_path("/docs/report.txt")), 10);
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"blocks-bad /docs/report.txt: 3 of 3 blocks fail authentication (blocks 0-2)"});
+}
+
+TEST(FsckChecker, UnknownHeaderVersionIsAHeaderProblem) {
+  TestVolume v;
+  populate(v);
+  flip_byte(v.abs(v.cipher_path("/one")), 0);  // version 1 -> 33
+  EXPECT_EQ(v.check().sorted_lines(), Lines{"header-bad /one: file header version 33 is not supported"});
+}
+
+TEST(FsckChecker, MissingDirectoryIvIsReportedAndNamesStillDecrypt) {
+  TestVolume v;
+  populate(v);
+  ASSERT_EQ(::unlink(v.abs(v.cipher_path("/docs/deep") + "/veilfs.diriv").c_str()), 0);
+  // The mount derives the IV from the parent's and the encoded name: the file inside still decrypts.
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"dir-iv-missing /docs/deep: directory IV file veilfs.diriv is missing (the mount derives it)"});
+}
+
+TEST(FsckChecker, OrphanedSidecarIsReportedThenRemovedByRepair) {
+  TestVolume v;
+  populate(v);
+  const std::string file = v.cipher_path("/docs/" + long_plain_name());
+  ASSERT_EQ(::unlink(v.abs(file).c_str()), 0);  // the entry goes, its sidecar stays
+  const std::string side_name = std::filesystem::path(file).filename().string() + ".name";
+  const std::string line = "sidecar-orphaned /docs/" + side_name + ": long-name sidecar without its entry " +
+                           std::filesystem::path(file).filename().string();
+  EXPECT_EQ(v.check().sorted_lines(), Lines{line});
+  EXPECT_TRUE(std::filesystem::exists(v.abs(file + ".name"))) << "fsck without --repair modified the volume";
+
+  std::vector<std::string> removed;
+  Options opt;
+  opt.repair = true;
+  opt.on_repair = [&](const std::string& p) { removed.push_back(p); };
+  Report r = v.check(opt);
+  EXPECT_EQ(r.sorted_lines(), Lines{line + " [removed]"});
+  EXPECT_EQ(r.repaired_count, 1u);
+  EXPECT_EQ(removed, Lines{file + ".name"});
+  EXPECT_FALSE(std::filesystem::exists(v.abs(file + ".name")));
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
+}
+
+TEST(FsckChecker, TruncationAtABlockBoundaryIsNamedAsSuch) {
+  TestVolume v;
+  populate(v);
+  const std::string path = v.abs(v.cipher_path("/docs/report.txt"));
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(slot_offset(v, 2))), 0);  // blocks 0 and 1 remain
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"truncated /docs/report.txt: file ends at a block boundary without the final-block marker: data "
+                  "after block 1 is missing"});
+}
+
+TEST(FsckChecker, TruncationInsideABlockFailsThatBlock) {
+  TestVolume v;
+  populate(v);
+  const std::string path = v.abs(v.cipher_path("/docs/report.txt"));
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(slot_offset(v, 2) + 500)), 0);
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"blocks-bad /docs/report.txt: 1 of 3 blocks fail authentication (block 2)"});
+}
+
+TEST(FsckChecker, HeaderWithoutBlocksIsTruncated) {
+  TestVolume v;
+  populate(v);
+  ASSERT_EQ(::truncate(v.abs(v.cipher_path("/one")).c_str(), format::kFileHeaderSize), 0);
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"truncated /one: file has a header but no blocks: its contents are missing"});
+}
+
+TEST(FsckChecker, SwappedBlocksFailBoth) {
+  TestVolume v;
+  v.write_file("/four", pattern(4 * kB, 9));
+  const std::string path = v.abs(v.cipher_path("/four"));
+  auto bytes = read_all(path);
+  const size_t s = slot_size(v);
+  std::swap_ranges(bytes.begin() + static_cast<long>(slot_offset(v, 1)),
+                   bytes.begin() + static_cast<long>(slot_offset(v, 1) + s),
+                   bytes.begin() + static_cast<long>(slot_offset(v, 2)));
+  write_all(path, bytes);
+  EXPECT_EQ(v.check().sorted_lines(), Lines{"blocks-bad /four: 2 of 4 blocks fail authentication (blocks 1-2)"});
+}
+
+TEST(FsckChecker, ZeroedDataBlockIsNotAcceptedAsAHole) {
+  TestVolume v;
+  v.write_file("/four", pattern(4 * kB, 10));
+  const std::string path = v.abs(v.cipher_path("/four"));
+  auto bytes = read_all(path);
+  std::fill_n(bytes.begin() + static_cast<long>(slot_offset(v, 1)), slot_size(v), 0);
+  write_all(path, bytes);
+  EXPECT_EQ(v.check().sorted_lines(), Lines{"blocks-bad /four: 1 of 4 blocks fail authentication (block 1)"});
+}
+
+TEST(FsckChecker, DamageInTheBlockClaimingAHoleFailsTheHoleToo) {
+  TestVolume v;
+  // Growing to 2 blocks writes only the final block 1; block 0 stays a hole that block 1 claims.
+  v.write_sparse("/sparse", 2 * kB, kB + 1000, pattern(100, 11));
+  flip_byte(v.abs(v.cipher_path("/sparse")), slot_offset(v, 1) + 60);
+  EXPECT_EQ(v.check().sorted_lines(), Lines{"blocks-bad /sparse: 2 of 2 blocks fail authentication (blocks 0-1)"});
+}
+
+TEST(FsckChecker, ForeignFileIsReportedAndNotOpened) {
+  TestVolume v;
+  populate(v);
+  write_all(v.abs("notes.txt"), pattern(10, 12));
+  write_all(v.abs(v.cipher_path("/docs") + "/.DS_Store"), pattern(10, 13));
+  ASSERT_EQ(::mkdir(v.abs("veilfs.mystery").c_str(), 0700), 0);
+  EXPECT_EQ(
+      v.check().sorted_lines(),
+      (Lines{"foreign-entry /docs/.DS_Store: not an encrypted name (hidden by the mount)",
+             "foreign-entry /notes.txt: not an encrypted name (hidden by the mount)",
+             "foreign-entry /veilfs.mystery: reserved name that veilfs does not use here (hidden by the mount)"}));
+}
+
+TEST(FsckChecker, NameMovedToAnotherDirectoryDoesNotDecrypt) {
+  TestVolume v;
+  populate(v);
+  const std::string from = v.cipher_path("/one");
+  const std::string to = v.cipher_path("/docs") + "/" + from;
+  ASSERT_EQ(::rename(v.abs(from).c_str(), v.abs(to).c_str()), 0);
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"name-undecryptable /docs/" + from +
+                  ": name does not decrypt in this directory (tampered, or moved from another directory)"});
+}
+
+TEST(FsckChecker, CorruptConfigIsReportedAndNothingElseIsChecked) {
+  TestVolume v;
+  populate(v);
+  const std::string conf = v.abs("veilfs.conf");
+  ::chmod(conf.c_str(), 0600);
+  auto bytes = read_all(conf);
+  std::string text(bytes.begin(), bytes.end());
+  auto at = text.find("\"block_size\": 4096");
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, 18, "\"block_size\": 8192");
+  write_all(conf, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  Report r = check_volume(v.dir(), testing::passphrase(), {});
+  EXPECT_FALSE(r.config_ok);
+  EXPECT_EQ(r.sorted_lines(), Lines{"config-corrupt /: config checksum mismatch: the config file is corrupt"});
+}
+
+// An attacker who also fixes the checksum (say, to downgrade the cipher) is caught by the parameters' MAC.
+TEST(FsckChecker, TamperedConfigParametersAreReported) {
+  TestVolume v;
+  const std::string conf = v.abs("veilfs.conf");
+  ::chmod(conf.c_str(), 0600);
+  auto bytes = read_all(conf);
+  auto j = nlohmann::json::parse(bytes.begin(), bytes.end());
+  j["block_size"] = 8192;
+  j.erase("checksum");
+  std::string body = j.dump();
+  std::array<uint8_t, 32> sum{};
+  blake2b(sum, {std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(body.data()), body.size())});
+  j["checksum"] = hex_encode(sum);
+  std::string text = j.dump(2);
+  write_all(conf, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  Report r = check_volume(v.dir(), testing::passphrase(), {});
+  EXPECT_FALSE(r.config_ok);
+  EXPECT_EQ(r.sorted_lines(),
+            Lines{"config-corrupt /: config parameters (cipher, block size, features) were modified: refusing to "
+                  "open"});
+}
+
+TEST(FsckChecker, WrongPassphraseIsNotDamage) {
+  TestVolume v;
+  const std::string wrong = "not the passphrase";
+  try {
+    check_volume(v.dir(), std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(wrong.data()), wrong.size()), {});
+    FAIL() << "a wrong passphrase was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::WrongSecret);
+  }
+}
+
+TEST(FsckChecker, TempLeftoversAreReportedThenRemovedByRepair) {
+  TestVolume v;
+  populate(v);
+  const std::string docs = v.cipher_path("/docs");
+  write_all(v.abs("veilfs.conf.tmp.0123456789abcdef"), pattern(30, 14));
+  write_all(v.abs(docs + "/veilfs.diriv.tmp.fedcba9876543210"), pattern(16, 15));
+  Lines expect{
+      "temp-leftover /docs/veilfs.diriv.tmp.fedcba9876543210: temporary file left by an interrupted atomic write",
+      "temp-leftover /veilfs.conf.tmp.0123456789abcdef: temporary file left by an interrupted atomic write"};
+  EXPECT_EQ(v.check().sorted_lines(), expect);
+  Options opt;
+  opt.repair = true;
+  for (auto& l : expect) l += " [removed]";
+  EXPECT_EQ(v.check(opt).sorted_lines(), expect);
+  EXPECT_FALSE(std::filesystem::exists(v.abs("veilfs.conf.tmp.0123456789abcdef")));
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
+}
+
+TEST(FsckChecker, LongNameSidecarMissingOrMismatchedIsReported) {
+  TestVolume v;
+  populate(v);
+  const std::string file = v.cipher_path("/docs/" + long_plain_name());
+  const std::string short_name = std::filesystem::path(file).filename().string();
+  ASSERT_EQ(::unlink(v.abs(file + ".name").c_str()), 0);
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"sidecar-missing /docs/" + short_name + ": long name without its sidecar (invisible in the mount)"});
+  // A sidecar holding another long name: it does not hash to this short name.
+  std::string other = v.encoded_name("/docs/" + std::string(220, 'M'));
+  write_all(v.abs(file + ".name"),
+            std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(other.data()), other.size()));
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"sidecar-bad /docs/" + short_name + ": sidecar does not match its hashed short name"});
+}
+
+TEST(FsckChecker, TamperedSymlinkTargetsAreReported) {
+  TestVolume v;
+  populate(v);
+  const std::string link = v.cipher_path("/docs/link");
+  const std::string longlink = v.cipher_path("/docs/longlink");
+  const std::string docs = v.cipher_path("/docs");
+  char buf[4096];
+  ssize_t n = ::readlink(v.abs(link).c_str(), buf, sizeof buf);
+  ASSERT_GT(n, 10);
+  std::string target(buf, static_cast<size_t>(n));
+  target[5] = target[5] == 'A' ? 'B' : 'A';
+  ASSERT_EQ(::unlink(v.abs(link).c_str()), 0);
+  ASSERT_EQ(::symlink(target.c_str(), v.abs(link).c_str()), 0);
+  ASSERT_EQ(::unlink(v.abs(docs + "/veilfs.link." + std::filesystem::path(longlink).filename().string()).c_str()), 0);
+  EXPECT_EQ(v.check().sorted_lines(),
+            (Lines{"link-target-bad /docs/link: symlink target does not decrypt (tampered or foreign)",
+                   "link-target-bad /docs/longlink: long target sidecar is missing"}));
+}
+
+TEST(FsckChecker, OrphanedLongLinkSidecarIsReported) {
+  TestVolume v;
+  populate(v);
+  const std::string longlink = v.cipher_path("/docs/longlink");
+  ASSERT_EQ(::unlink(v.abs(longlink).c_str()), 0);
+  const std::string side = "veilfs.link." + std::filesystem::path(longlink).filename().string();
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"sidecar-orphaned /docs/" + side + ": long symlink target sidecar without a symlink that uses it"});
+}
+
+TEST(FsckChecker, TamperedAndForeignXattrsAreReported) {
+  TestVolume v;
+  populate(v);
+  const std::string path = v.abs(v.cipher_path("/docs/report.txt"));
+  const std::string backing = *v.vol().xattrs().encrypt_name("user.comment");
+  std::vector<uint8_t> val(200);
+  ssize_t n = ::getxattr(path.c_str(), backing.c_str(), val.data(), val.size());
+  ASSERT_GT(n, 30);
+  val.resize(static_cast<size_t>(n));
+  val[30] ^= 1;
+  ASSERT_EQ(::setxattr(path.c_str(), backing.c_str(), val.data(), val.size(), 0), 0);
+  ASSERT_EQ(::setxattr(path.c_str(), "user.foreign", "x", 1, 0), 0);
+  ASSERT_EQ(::setxattr(path.c_str(), "user.veilfs.notbase64!", "x", 1, 0), 0);
+  EXPECT_EQ(v.check().sorted_lines(),
+            (Lines{"xattr-bad /docs/report.txt: attribute name user.veilfs.notbase64! does not decrypt",
+                   "xattr-bad /docs/report.txt: value of attribute user.comment does not decrypt",
+                   "xattr-foreign /docs/report.txt: attribute user.foreign was not written by veilfs"}));
+}
+
+TEST(FsckChecker, WrongSizedIvIsReported) {
+  TestVolume v;
+  populate(v);
+  const std::string iv = v.abs(v.cipher_path("/docs/deep") + "/veilfs.diriv");
+  ::chmod(iv.c_str(), 0600);
+  write_all(iv, pattern(15, 16));
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"dir-iv-bad /docs/deep: directory IV file veilfs.diriv is not a 16-byte regular file"});
+}
+
+TEST(FsckChecker, DepthLimitStopsTheWalkWithAReport) {
+  TestVolume v;
+  std::string p;
+  for (int i = 0; i < 5; ++i) v.mkdir(p += "/d" + std::to_string(i));
+  Options opt;
+  opt.max_depth = 3;
+  EXPECT_EQ(v.check(opt).sorted_lines(),
+            Lines{"too-deep /d0/d1/d2: directory nesting deeper than 3 levels: not descended"});
+}
+
+TEST(FsckChecker, ProblemsBeyondTheKeptLimitAreCountedAndStreamed) {
+  TestVolume v;
+  for (int i = 0; i < 5; ++i) write_all(v.abs("stray" + std::to_string(i) + ".txt"), pattern(1, 17));
+  size_t streamed = 0;
+  Options opt;
+  opt.max_kept_problems = 2;
+  opt.on_problem = [&](const Problem&) { ++streamed; };
+  Report r = v.check(opt);
+  EXPECT_EQ(r.problems.size(), 2u);
+  EXPECT_EQ(r.problem_count, 5u);
+  EXPECT_EQ(streamed, 5u);
+}
+
+}  // namespace
+}  // namespace veil::fsck
