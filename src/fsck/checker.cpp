@@ -23,14 +23,23 @@ using format::kFileHeaderSize;
 
 namespace {
 
-constexpr std::string_view kConfigTmpPrefix = "veilfs.conf.tmp.";
-constexpr std::string_view kDirIvTmpPrefix = "veilfs.diriv.tmp.";
+constexpr std::string_view kTmpInfix = ".tmp.";  // write_file_atomic: <name>.tmp.<16 hex digits>
 // LinkCodec::decrypt refuses anything longer, so a longer long-link sidecar is hostile: read no further.
 constexpr size_t kMaxLinkSidecar = 8192;
 constexpr size_t kVerifyChunk = size_t{1} << 20;  // plaintext bytes verified per read
 constexpr size_t kMaxListedRanges = 8;            // bad-block ranges spelled out in one problem
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+// A temporary file of an atomic replace (write_file_atomic) of one of veilfs's own files that a crash left behind.
+bool is_temp_leftover(std::string_view name) {
+  constexpr size_t kHex = 16;
+  if (name.size() < format::kReservedPrefix.size() + kTmpInfix.size() + kHex) return false;
+  std::string_view tail = name.substr(name.size() - kHex);
+  std::string_view infix = name.substr(name.size() - kHex - kTmpInfix.size(), kTmpInfix.size());
+  return infix == kTmpInfix &&
+         std::all_of(tail.begin(), tail.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
 
 std::string join_plain(const std::string& parent, std::string_view name) {
   return parent == "/" ? "/" + std::string(name) : parent + "/" + std::string(name);
@@ -273,7 +282,7 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
   if (starts_with(name, format::kReservedPrefix)) {
     if (name == format::kDirIvName) return;  // checked on entering the directory
     if (dir.is_root && name == format::kConfigName) return;
-    if ((dir.is_root && starts_with(name, kConfigTmpPrefix)) || starts_with(name, kDirIvTmpPrefix)) {
+    if (is_temp_leftover(name)) {
       if (!S_ISREG(st.st_mode)) {
         add(ProblemKind::ForeignEntry, rpath, cpath, "reserved temporary name on something not a regular file");
         return;
