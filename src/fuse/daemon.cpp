@@ -1,0 +1,86 @@
+#include "fuse/daemon.hpp"
+
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "fuse/fs.hpp"
+#include "fuse/log.hpp"
+#include "fuse/ops.hpp"
+#include "fuse/options.hpp"
+#include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/crypto/secret.hpp"
+#include "veilfs/util/error.hpp"
+
+namespace veil::fuse {
+namespace {
+
+// Desktop sessions often start programs with a soft limit of 1,024; the fd cache is sized from this.
+void raise_fd_limit() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int mount_body(int argc, char** argv) {
+  MountOptions o;
+  try {
+    o = parse_command_line(argc, argv);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "veilfs: %s\n", e.what());
+    return cli::kExitUsage;
+  }
+  if (o.help) {
+    std::fputs(usage_text().c_str(), stdout);
+    return cli::kExitOk;
+  }
+  if (o.version) {
+    std::printf("veilfs 0.1.0\n");
+    return cli::kExitOk;
+  }
+  set_debug_logging(o.debug);
+  raise_fd_limit();
+  disable_core_dumps();
+  if (auto why = memory_lock_problem(); !why.empty())
+    log(LogLevel::Warning, "keys may be swapped out: %.*s", static_cast<int>(why.size()), why.data());
+  if (!is_directory(o.mountpoint)) {
+    std::fprintf(stderr, "veilfs: mountpoint %s is not a directory\n", o.mountpoint.c_str());
+    return cli::kExitMount;
+  }
+  std::unique_ptr<Volume> vol;
+  {
+    SecretBytes secret = cli::read_secret(o.secret, "Passphrase: ");
+    vol = Volume::open(o.cipherdir, secret.span());
+  }
+  Fs fs(std::move(vol));
+
+  SessionOptions so;
+  so.mountpoint = o.mountpoint;
+  so.foreground = o.foreground;
+  std::string opts = "fsname=veilfs,subtype=veilfs";
+  if (o.allow_other) opts += ",allow_other,default_permissions";
+  if (o.read_only) opts += ",ro";
+  for (const auto& f : o.fuse_options) opts += "," + f;
+  so.fuse_args = {"-o", opts};
+  if (o.debug) so.fuse_args.push_back("-d");
+  // Modes arrive with the caller's umask already applied; ours must not apply a second time.
+  ::umask(0);
+  return run_session(fs, so);
+}
+
+}  // namespace
+
+int mount_main(int argc, char** argv) {
+  return cli::run_guarded("veilfs", [&] { return mount_body(argc, argv); });
+}
+
+}  // namespace veil::fuse

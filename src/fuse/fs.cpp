@@ -1,0 +1,926 @@
+#include "fuse/fs.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/resource.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "fuse/log.hpp"
+#include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
+
+namespace veil::fuse {
+namespace {
+
+[[noreturn]] void fail(int err) { throw Error(ErrorKind::Io, err, std::strerror(err)); }
+void check(int rc) {
+  if (rc < 0) fail(errno);
+}
+
+struct ProcPath {
+  char buf[40];
+  explicit ProcPath(int fd) { std::snprintf(buf, sizeof buf, "/proc/self/fd/%d", fd); }
+  const char* c_str() const { return buf; }
+};
+
+constexpr size_t kMaxLinkSidecar = 16 * 1024;  // an encrypted PATH_MAX target is ~5.5 KiB
+constexpr uint64_t kFallocChunk = 1 << 20;
+
+size_t fd_cap() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4000;
+  // A quarter of the limit leaves room for open files, directory listings and libfuse itself.
+  return std::clamp<size_t>(rl.rlim_cur / 4, 64, 4000);
+}
+
+UniqueFd open_root(const Volume& v, struct stat* st) {
+  UniqueFd fd(::openat(v.root_fd(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno("open cipher dir");
+  if (::fstat(fd.get(), st) != 0) throw_errno("stat cipher dir");
+  return fd;
+}
+
+// Writes a small file that must not exist yet. No fsync: the callers' files are either derivable (a new
+// directory's IV is derived from its parent's when missing) or recreated by fsck.
+void write_new_file(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode) {
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd) fail(errno);
+  try {
+    pwrite_full(fd.get(), data, 0);
+  } catch (...) {
+    ::unlinkat(dirfd, name.c_str(), 0);
+    throw;
+  }
+}
+
+std::span<const uint8_t> bytes(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+
+}  // namespace
+
+std::string link_sidecar_name(const std::string& backing) {
+  std::string n = std::string(format::kLongLinkPrefix) + backing;
+  // A backing name near 255 bytes leaves no room for the prefix: name the sidecar after its hash instead.
+  if (n.size() > format::kMaxBackingNameSize)
+    n = std::string(format::kLongLinkPrefix) + NameTransform::long_name_for(backing);
+  return n;
+}
+
+Fs::Fs(std::unique_ptr<Volume> volume)
+    : vol_(std::move(volume)),
+      table_(
+          [&] {
+            struct stat st;
+            return open_root(*vol_, &st);
+          }(),
+          [&] {
+            struct stat st;
+            if (::fstat(vol_->root_fd(), &st) != 0) throw_errno("stat cipher dir");
+            return st;
+          }(),
+          fd_cap()),
+      root_(::geteuid() == 0) {
+  table_.root().iv = vol_->root_iv();
+}
+
+Fs::~Fs() = default;
+
+// ---------------------------------------------------------------------------------------------------------
+// Names, directory IVs, attributes
+
+DirIv Fs::iv_of(Inode& d) {
+  {
+    std::lock_guard lk(d.mu);
+    if (d.iv) return *d.iv;
+  }
+  if (d.type != S_IFDIR) fail(ENOTDIR);
+  FdPtr f = table_.fd(d);
+  auto [parent, name] = table_.location(d);
+  DirIv iv{};
+  std::optional<DirIv> stored;
+  try {
+    stored = read_dir_iv(f->get());
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Corrupt) throw;
+    // An IV file torn by a crash right after mkdir: the derived IV is what it held.
+    log(LogLevel::Warning, "directory inode %llu: IV file has the wrong size, using the derived IV",
+        static_cast<unsigned long long>(d.ino));
+  }
+  if (stored) {
+    iv = *stored;
+  } else {
+    if (!parent) return vol_->root_iv();
+    DirIv piv = iv_of(*parent);
+    std::string encoded = name;
+    if (NameTransform::is_long_name(name)) {
+      FdPtr pf = table_.fd(*parent);
+      auto side = read_small_file(pf->get(), NameTransform::sidecar_for(name), format::kMaxSidecarSize);
+      encoded.assign(side.begin(), side.end());
+    }
+    iv = vol_->names().derive_child_iv(piv, encoded);
+  }
+  std::lock_guard lk(d.mu);
+  d.iv = iv;
+  return iv;
+}
+
+Fs::Named Fs::resolve(uint64_t parent, const std::string& name) {
+  Named r;
+  r.dir = table_.get(parent).shared_from_this();
+  r.iv = iv_of(*r.dir);
+  r.encoded = vol_->names().encrypt(r.iv, name);
+  r.backing = NameTransform::backing_name(r.encoded);
+  r.dirfd = table_.fd(*r.dir);
+  return r;
+}
+
+std::string Fs::stored_link_at(int dirfd, const std::string& backing) {
+  char buf[PATH_MAX + 1];
+  ssize_t n = ::readlinkat(dirfd, backing.c_str(), buf, sizeof buf);
+  if (n < 0) fail(errno);
+  std::string s(buf, static_cast<size_t>(n));
+  if (s != format::kLongLinkMarker) return s;
+  auto side = read_small_file(dirfd, link_sidecar_name(backing), kMaxLinkSidecar);
+  return std::string(side.begin(), side.end());
+}
+
+std::string Fs::stored_link(Inode& n) {
+  FdPtr f = table_.fd(n);
+  char buf[PATH_MAX + 1];
+  ssize_t len = ::readlinkat(f->get(), "", buf, sizeof buf);
+  if (len < 0) fail(errno);
+  std::string s(buf, static_cast<size_t>(len));
+  if (s != format::kLongLinkMarker) return s;
+  auto [parent, name] = table_.location(n);
+  if (!parent) fail(EIO);
+  FdPtr pf = table_.fd(*parent);
+  auto side = read_small_file(pf->get(), link_sidecar_name(name), kMaxLinkSidecar);
+  return std::string(side.begin(), side.end());
+}
+
+void Fs::plain_attr(Inode& n, struct stat& st) {
+  if (S_ISREG(st.st_mode)) {
+    st.st_size = static_cast<off_t>(vol_->content()->layout().plain_size(static_cast<uint64_t>(st.st_size)));
+  } else if (S_ISLNK(st.st_mode)) {
+    {
+      std::lock_guard lk(n.mu);
+      if (n.link_size) {
+        st.st_size = static_cast<off_t>(*n.link_size);
+        return;
+      }
+    }
+    auto plain = vol_->links().decrypt(stored_link(n));
+    if (!plain) {
+      log(LogLevel::Warning, "symlink inode %llu: target fails authentication", static_cast<unsigned long long>(n.ino));
+      fail(EIO);
+    }
+    std::lock_guard lk(n.mu);
+    n.link_size = plain->size();
+    st.st_size = static_cast<off_t>(plain->size());
+  }
+}
+
+struct stat Fs::stat_of(Inode& n) {
+  struct stat st;
+  FdPtr f;
+  try {
+    f = table_.fd(n);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::NotFound) throw;
+    // Unlinked but still open: the content engine's descriptor is all that is left.
+    std::shared_ptr<ContentFile> cf;
+    {
+      std::lock_guard lk(n.mu);
+      cf = n.content;
+    }
+    if (!cf) fail(ENOENT);
+    check(::fstat(cf->fd(), &st));
+    plain_attr(n, st);
+    return st;
+  }
+  check(::fstatat(f->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+  plain_attr(n, st);
+  return st;
+}
+
+Entry Fs::entry_for(Inode& dir, const std::string& backing, struct stat st) {
+  auto n = table_.intern(dir, backing, st);
+  try {
+    plain_attr(*n, st);
+  } catch (...) {
+    table_.forget(*n, 1);
+    throw;
+  }
+  return {table_.fuse_ino(*n), st};
+}
+
+Entry Fs::lookup(uint64_t parent, const std::string& name) {
+  Named at = resolve(parent, name);
+  struct stat st;
+  if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return {};
+    fail(errno);
+  }
+  return entry_for(*at.dir, at.backing, st);
+}
+
+Entry Fs::lookup_backing(Inode& dir, const std::string& backing) {
+  FdPtr f = table_.fd(dir);
+  struct stat st;
+  check(::fstatat(f->get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  return entry_for(dir, backing, st);
+}
+
+void Fs::forget(uint64_t ino, uint64_t count) { table_.forget(table_.get(ino), count); }
+
+struct stat Fs::getattr(uint64_t ino, FileHandle* fh) {
+  Inode& n = table_.get(ino);
+  if (fh && fh->content) {
+    struct stat st;
+    check(::fstat(fh->content->fd(), &st));
+    plain_attr(n, st);
+    return st;
+  }
+  return stat_of(n);
+}
+
+void Fs::access(uint64_t ino, int mask) {
+  Inode& n = table_.get(ino);
+  FdPtr f = table_.fd(n);
+  if (mask == F_OK) return;
+  check(::faccessat(AT_FDCWD, ProcPath(f->get()).c_str(), mask, 0));
+}
+
+std::string Fs::readlink(uint64_t ino) {
+  Inode& n = table_.get(ino);
+  auto plain = vol_->links().decrypt(stored_link(n));
+  if (!plain) {
+    log(LogLevel::Warning, "symlink inode %llu: target fails authentication", static_cast<unsigned long long>(n.ino));
+    fail(EIO);
+  }
+  return *plain;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Creating entries
+
+bool Fs::make_name_sidecar(const Named& at, bool must_be_new) {
+  if (!at.long_name()) return false;
+  std::string side = NameTransform::sidecar_for(at.backing);
+  UniqueFd fd(::openat(at.dirfd->get(), side.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444));
+  if (!fd) {
+    if (errno != EEXIST) fail(errno);
+    if (must_be_new) {
+      // A sidecar without its entry is left over from a crash; with its entry the name exists.
+      struct stat st;
+      if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) fail(EEXIST);
+    }
+    return false;
+  }
+  try {
+    pwrite_full(fd.get(), bytes(at.encoded), 0);
+  } catch (...) {
+    ::unlinkat(at.dirfd->get(), side.c_str(), 0);
+    throw;
+  }
+  return true;
+}
+
+void Fs::remove_name_sidecar(const Named& at) {
+  if (!at.long_name()) return;
+  ::unlinkat(at.dirfd->get(), NameTransform::sidecar_for(at.backing).c_str(), 0);
+}
+
+void Fs::own(const Named& at, const Caller& c, mode_t mode, bool is_dir) {
+  if (!root_) return;
+  gid_t gid = c.gid;
+  struct stat pst;
+  // In a set-group-ID directory the new entry already has the directory's group, as on a local disk.
+  if (::fstat(at.dirfd->get(), &pst) == 0 && (pst.st_mode & S_ISGID)) gid = static_cast<gid_t>(-1);
+  check(::fchownat(at.dirfd->get(), at.backing.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW));
+  // chown clears set-ID bits of non-directories even for root; the caller asked for them.
+  if (!is_dir && (mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode))
+    check(::fchmodat(at.dirfd->get(), at.backing.c_str(), mode & 07777, 0));
+}
+
+Entry Fs::mknod(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, dev_t rdev) {
+  Named at = resolve(parent, name);
+  bool side = make_name_sidecar(at, true);
+  if (::mknodat(at.dirfd->get(), at.backing.c_str(), mode, rdev) != 0) {
+    int err = errno;
+    if (side) remove_name_sidecar(at);
+    fail(err);
+  }
+  own(at, c, mode, false);
+  return lookup_backing(*at.dir, at.backing);
+}
+
+Entry Fs::mkdir(const Caller& c, uint64_t parent, const std::string& name, mode_t mode) {
+  Named at = resolve(parent, name);
+  bool side = make_name_sidecar(at, true);
+  // Created with owner rwx so the IV file can go in; the exact mode is set afterwards.
+  if (::mkdirat(at.dirfd->get(), at.backing.c_str(), (mode & 07777) | S_IRWXU) != 0) {
+    int err = errno;
+    if (side) remove_name_sidecar(at);
+    fail(err);
+  }
+  DirIv iv = vol_->names().derive_child_iv(at.iv, at.encoded);
+  try {
+    UniqueFd d(::openat(at.dirfd->get(), at.backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!d) fail(errno);
+    write_new_file(d.get(), std::string(format::kDirIvName), iv, 0444);
+    struct stat st;
+    check(::fstat(d.get(), &st));
+    mode_t want = (mode & 07777) | (st.st_mode & S_ISGID);
+    if ((st.st_mode & 07777) != want) check(::fchmodat(at.dirfd->get(), at.backing.c_str(), want, 0));
+    own(at, c, mode, true);
+  } catch (...) {
+    ::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR);  // fails harmlessly if the IV file is in
+    if (side) remove_name_sidecar(at);
+    throw;
+  }
+  Entry e = lookup_backing(*at.dir, at.backing);
+  Inode& n = table_.get(e.ino);
+  std::lock_guard lk(n.mu);
+  n.iv = iv;
+  return e;
+}
+
+Entry Fs::symlink(const Caller& c, const std::string& target, uint64_t parent, const std::string& name) {
+  Named at = resolve(parent, name);
+  std::string stored = vol_->links().encrypt(target);
+  bool side = make_name_sidecar(at, true);
+  std::string link_side;
+  try {
+    if (stored.size() > LinkCodec::kMaxInlineStored) {
+      link_side = link_sidecar_name(at.backing);
+      ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);  // an orphan from a crash
+      write_new_file(at.dirfd->get(), link_side, bytes(stored), 0444);
+      stored = format::kLongLinkMarker;
+    }
+    check(::symlinkat(stored.c_str(), at.dirfd->get(), at.backing.c_str()));
+  } catch (...) {
+    if (!link_side.empty()) ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);
+    if (side) remove_name_sidecar(at);
+    throw;
+  }
+  own(at, c, S_IFLNK, false);
+  return lookup_backing(*at.dir, at.backing);
+}
+
+Entry Fs::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
+  Inode& n = table_.get(ino);
+  Named at = resolve(newparent, newname);
+  FdPtr src = table_.fd(n);
+  std::string stored;
+  if (n.type == S_IFLNK) stored = stored_link(n);
+  bool side = make_name_sidecar(at, true);
+  std::string link_side;
+  try {
+    if (stored.size() > LinkCodec::kMaxInlineStored) {
+      link_side = link_sidecar_name(at.backing);
+      ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);
+      write_new_file(at.dirfd->get(), link_side, bytes(stored), 0444);
+    }
+    check(::linkat(AT_FDCWD, ProcPath(src->get()).c_str(), at.dirfd->get(), at.backing.c_str(), AT_SYMLINK_FOLLOW));
+  } catch (...) {
+    if (!link_side.empty()) ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);
+    if (side) remove_name_sidecar(at);
+    throw;
+  }
+  return lookup_backing(*at.dir, at.backing);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Removing and renaming
+
+void Fs::unlink(uint64_t parent, const std::string& name) {
+  Named at = resolve(parent, name);
+  struct stat st;
+  check(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  if (S_ISDIR(st.st_mode)) fail(EISDIR);
+  if (auto n = table_.find(st.st_dev, st.st_ino)) {
+    bool open = false;
+    {
+      std::lock_guard lk(n->mu);
+      open = n->open_count > 0;
+    }
+    // The kernel may still reach this object through another hard link or an open file: keep a way in.
+    if (open || st.st_nlink > 1) table_.pin(*n);
+  }
+  check(::unlinkat(at.dirfd->get(), at.backing.c_str(), 0));
+  remove_name_sidecar(at);
+  if (S_ISLNK(st.st_mode)) ::unlinkat(at.dirfd->get(), link_sidecar_name(at.backing).c_str(), 0);
+}
+
+std::optional<DirIv> Fs::strip_dir_iv(int parentfd, const std::string& backing) {
+  UniqueFd d(::openat(parentfd, backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d) fail(errno);
+  std::optional<DirIv> iv;
+  try {
+    iv = read_dir_iv(d.get());
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Corrupt) throw;
+  }
+  if (::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0) != 0 && errno != ENOENT) {
+    if (errno != EACCES || root_) fail(errno);
+    // A directory without owner w/x (mode 0151): open it up for the removal only.
+    struct stat st;
+    check(::fstat(d.get(), &st));
+    check(::fchmodat(parentfd, backing.c_str(), (st.st_mode & 07777) | S_IRWXU, 0));
+    int rc = ::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0);
+    int err = errno;
+    ::fchmodat(parentfd, backing.c_str(), st.st_mode & 07777, 0);
+    if (rc != 0 && err != ENOENT) fail(err);
+  }
+  return iv;
+}
+
+void Fs::restore_dir_iv(int parentfd, const std::string& backing, const DirIv& iv) {
+  try {
+    UniqueFd d(::openat(parentfd, backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!d) fail(errno);
+    struct stat st;
+    check(::fstat(d.get(), &st));
+    bool opened = false;
+    if (!root_ && (st.st_mode & S_IRWXU) != S_IRWXU) {
+      check(::fchmodat(parentfd, backing.c_str(), (st.st_mode & 07777) | S_IRWXU, 0));
+      opened = true;
+    }
+    write_new_file(d.get(), std::string(format::kDirIvName), iv, 0444);
+    if (opened) check(::fchmodat(parentfd, backing.c_str(), st.st_mode & 07777, 0));
+  } catch (const std::exception&) {
+    log(LogLevel::Error, "could not restore the IV file of directory %s", backing.c_str());
+  }
+}
+
+void Fs::rmdir(uint64_t parent, const std::string& name) {
+  Named at = resolve(parent, name);
+  struct stat st;
+  check(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  if (!S_ISDIR(st.st_mode)) fail(ENOTDIR);
+  // veilfs.diriv goes first (the backing rmdir would see it); it comes back if the directory was not empty.
+  auto stored = strip_dir_iv(at.dirfd->get(), at.backing);
+  if (::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR) != 0) {
+    int err = errno;
+    if (stored) restore_dir_iv(at.dirfd->get(), at.backing, *stored);
+    fail(err);
+  }
+  remove_name_sidecar(at);
+}
+
+void Fs::ensure_dir_iv_file(int parentfd, const std::string& backing, Inode* n, const DirIv& parent_iv,
+                            const std::string& encoded) {
+  UniqueFd d(::openat(parentfd, backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!d) fail(errno);
+  std::optional<DirIv> have;
+  try {
+    have = read_dir_iv(d.get());
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Corrupt) throw;
+  }
+  if (have) return;
+  // A derived IV depends on the directory's name: write it down before the name changes.
+  DirIv iv = n ? iv_of(*n) : vol_->names().derive_child_iv(parent_iv, encoded);
+  ::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0);
+  restore_dir_iv(parentfd, backing, iv);
+}
+
+void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, const std::string& newname,
+                unsigned flags) {
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) fail(EINVAL);
+  Named from = resolve(parent, name);
+  Named to = resolve(newparent, newname);
+  int fd1 = from.dirfd->get(), fd2 = to.dirfd->get();
+  struct stat s1, s2;
+  check(::fstatat(fd1, from.backing.c_str(), &s1, AT_SYMLINK_NOFOLLOW));
+  bool dst = ::fstatat(fd2, to.backing.c_str(), &s2, AT_SYMLINK_NOFOLLOW) == 0;
+  if (!dst && errno != ENOENT) fail(errno);
+  bool exchange = flags & RENAME_EXCHANGE;
+  if (exchange && !dst) fail(ENOENT);
+  if (dst && (flags & RENAME_NOREPLACE)) fail(EEXIST);
+  // Same object under both names (or the same name): POSIX says do nothing.
+  if (dst && s1.st_ino == s2.st_ino && s1.st_dev == s2.st_dev) return;
+
+  auto n1 = table_.find(s1.st_dev, s1.st_ino);
+  auto n2 = dst ? table_.find(s2.st_dev, s2.st_ino) : nullptr;
+  if (S_ISDIR(s1.st_mode)) ensure_dir_iv_file(fd1, from.backing, n1.get(), from.iv, from.encoded);
+  if (exchange && S_ISDIR(s2.st_mode)) ensure_dir_iv_file(fd2, to.backing, n2.get(), to.iv, to.encoded);
+  bool s_long = S_ISLNK(s1.st_mode) && stored_link_at(fd1, from.backing).size() > LinkCodec::kMaxInlineStored;
+  bool d_long = dst && S_ISLNK(s2.st_mode) && stored_link_at(fd2, to.backing).size() > LinkCodec::kMaxInlineStored;
+
+  std::optional<DirIv> stripped;
+  if (dst && !exchange) {
+    if (S_ISDIR(s2.st_mode)) {
+      if (!S_ISDIR(s1.st_mode)) fail(EISDIR);
+      stripped = strip_dir_iv(fd2, to.backing);  // an empty target directory holds only its IV file
+    } else if (S_ISDIR(s1.st_mode)) {
+      fail(ENOTDIR);
+    }
+    if (n2) {
+      bool open = false;
+      {
+        std::lock_guard lk(n2->mu);
+        open = n2->open_count > 0;
+      }
+      if (open || s2.st_nlink > 1) table_.pin(*n2);
+    }
+  }
+  bool side = make_name_sidecar(to, false);
+  if (::renameat2(fd1, from.backing.c_str(), fd2, to.backing.c_str(), flags) != 0) {
+    int err = errno;
+    if (side) remove_name_sidecar(to);
+    if (stripped) restore_dir_iv(fd2, to.backing, *stripped);
+    fail(err);
+  }
+  if (!exchange) remove_name_sidecar(from);
+
+  // Long symlink targets live next to their entry: move them with it.
+  std::string l1 = link_sidecar_name(from.backing), l2 = link_sidecar_name(to.backing);
+  if (exchange) {
+    if (s_long && d_long)
+      ::renameat2(fd1, l1.c_str(), fd2, l2.c_str(), RENAME_EXCHANGE);
+    else if (s_long)
+      ::renameat(fd1, l1.c_str(), fd2, l2.c_str());
+    else if (d_long)
+      ::renameat(fd2, l2.c_str(), fd1, l1.c_str());
+  } else if (s_long) {
+    ::renameat(fd1, l1.c_str(), fd2, l2.c_str());
+  } else if (d_long) {
+    ::unlinkat(fd2, l2.c_str(), 0);
+  }
+
+  if (n1) table_.set_location(*n1, *to.dir, to.backing);
+  if (n2 && exchange) table_.set_location(*n2, *from.dir, from.backing);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// File contents
+
+UniqueFd Fs::reopen(Inode& n, int flags) {
+  FdPtr f = table_.fd(n);
+  UniqueFd fd(::open(ProcPath(f->get()).c_str(), flags | O_CLOEXEC));
+  if (!fd) fail(errno);
+  return fd;
+}
+
+void Fs::attach_content(Inode& n, UniqueFd fd, bool writable) {
+  // Caller holds n.mu.
+  n.content = std::make_shared<ContentFile>(vol_->content(), std::move(fd), "inode " + std::to_string(n.ino));
+  n.content_writable = writable;
+}
+
+FileHandle* Fs::open(uint64_t ino, int flags, bool* keep_cache) {
+  Inode& n = table_.get(ino);
+  if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
+  int acc = flags & O_ACCMODE;
+  bool want_write = acc != O_RDONLY || (flags & O_TRUNC);
+  auto fh = std::make_unique<FileHandle>();
+  fh->inode = n.shared_from_this();
+  std::lock_guard lk(n.mu);
+  if (!n.content || (want_write && !n.content_writable)) {
+    // Read-write even for O_WRONLY: partial-block writes read first, and so does the writeback cache.
+    UniqueFd fd(::open(ProcPath(table_.fd(n)->get()).c_str(), O_RDWR | O_CLOEXEC));
+    bool writable = true;
+    if (!fd) {
+      int err = errno;
+      if (want_write || (err != EACCES && err != EROFS && err != EPERM)) fail(err);
+      fd = reopen(n, O_RDONLY);
+      writable = false;
+    }
+    if (n.open_count == 0) {
+      struct stat st;
+      *keep_cache = n.have_stamp && ::fstat(fd.get(), &st) == 0 && st.st_size == n.stamp_size &&
+                    st.st_mtim.tv_sec == n.stamp_mtime.tv_sec && st.st_mtim.tv_nsec == n.stamp_mtime.tv_nsec;
+    }
+    attach_content(n, std::move(fd), writable);
+  } else {
+    *keep_cache = true;
+  }
+  fh->content = n.content;
+  ++n.open_count;
+  if (flags & O_TRUNC) {
+    try {
+      fh->content->truncate(0);
+    } catch (...) {
+      --n.open_count;
+      if (n.open_count == 0) n.content.reset();
+      throw;
+    }
+    *keep_cache = false;
+  }
+  return fh.release();
+}
+
+FileHandle* Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags, Entry* e) {
+  Named at = resolve(parent, name);
+  bool side = make_name_sidecar(at, (flags & O_EXCL) != 0);
+  bool created = true;
+  UniqueFd fd(::openat(at.dirfd->get(), at.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd && errno == EEXIST && !(flags & O_EXCL)) {
+    created = false;
+    fd.reset(::openat(at.dirfd->get(), at.backing.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+  }
+  if (!fd) {
+    int err = errno;
+    if (side) remove_name_sidecar(at);
+    fail(err);
+  }
+  if (created) {
+    try {
+      own(at, c, mode, false);
+    } catch (...) {
+      ::unlinkat(at.dirfd->get(), at.backing.c_str(), 0);
+      if (side) remove_name_sidecar(at);
+      throw;
+    }
+  }
+  struct stat st;
+  check(::fstat(fd.get(), &st));
+  if (!S_ISREG(st.st_mode)) fail(EISDIR);
+  auto n = table_.intern(*at.dir, at.backing, st);
+  auto fh = std::make_unique<FileHandle>();
+  fh->inode = n;
+  try {
+    std::lock_guard lk(n->mu);
+    if (!n->content || !n->content_writable) attach_content(*n, std::move(fd), true);
+    fh->content = n->content;
+    ++n->open_count;
+    if (!created && (flags & O_TRUNC)) fh->content->truncate(0);
+    check(::fstat(fh->content->fd(), &st));
+    plain_attr(*n, st);
+  } catch (...) {
+    table_.forget(*n, 1);
+    throw;
+  }
+  e->ino = table_.fuse_ino(*n);
+  e->attr = st;
+  return fh.release();
+}
+
+size_t Fs::read(FileHandle& fh, std::span<uint8_t> out, uint64_t off) { return fh.content->read(off, out); }
+
+void Fs::write(FileHandle& fh, std::span<const uint8_t> data, uint64_t off) { fh.content->write(off, data); }
+
+void Fs::release(FileHandle* raw) {
+  std::unique_ptr<FileHandle> fh(raw);
+  Inode& n = *fh->inode;
+  std::shared_ptr<ContentFile> last;
+  std::lock_guard lk(n.mu);
+  if (--n.open_count == 0 && n.content) {
+    struct stat st;
+    if (::fstat(n.content->fd(), &st) == 0) {
+      n.have_stamp = true;
+      n.stamp_mtime = st.st_mtim;
+      n.stamp_size = st.st_size;
+    }
+    last = std::move(n.content);
+  }
+}
+
+void Fs::fsync(FileHandle& fh, bool datasync) {
+  check(datasync ? ::fdatasync(fh.content->fd()) : ::fsync(fh.content->fd()));
+}
+
+void Fs::fallocate(FileHandle& fh, int mode, uint64_t off, uint64_t len) {
+  if (mode & ~FALLOC_FL_KEEP_SIZE) fail(EOPNOTSUPP);
+  ContentFile& cf = *fh.content;
+  uint64_t end = off + len;
+  uint64_t size = cf.size();
+  if (end <= size) return;  // every byte in range is already allocated (holes are authenticated, not sparse)
+  const auto& layout = vol_->content()->layout();
+  if (mode & FALLOC_FL_KEEP_SIZE) {
+    // Reserve the backing space only: the plaintext size is the backing size, so it must not grow.
+    uint64_t bsize = layout.backing_size(size);
+    uint64_t bend = layout.backing_size(end);
+    if (::fallocate(cf.fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(bsize), static_cast<off_t>(bend - bsize)) != 0 &&
+        errno != EOPNOTSUPP)
+      fail(errno);
+    return;
+  }
+  // Mode 0: real zeros up to the new end, so a later write cannot fail for want of space.
+  std::vector<uint8_t> zeros(std::min<uint64_t>(kFallocChunk, end - size));
+  for (uint64_t pos = std::max(size, off); pos < end;) {
+    uint64_t n = std::min<uint64_t>(zeros.size(), end - pos);
+    cf.write(pos, std::span<const uint8_t>(zeros.data(), n));
+    pos += n;
+  }
+}
+
+void Fs::truncate(Inode& n, uint64_t size, FileHandle* fh) {
+  if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
+  (void)fh;  // the inode's engine is shared by all handles, so fh needs no special case
+  std::lock_guard lk(n.mu);
+  if (n.content && n.content_writable) {
+    n.content->truncate(size);
+    return;
+  }
+  // No writable engine open: a temporary one, under n.mu so that an open cannot make a second.
+  ContentFile tmp(vol_->content(), reopen(n, O_RDWR), "inode " + std::to_string(n.ino));
+  tmp.truncate(size);
+}
+
+struct stat Fs::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+  Inode& n = table_.get(ino);
+  FdPtr f;
+  auto path_fd = [&]() -> int {
+    if (!f) f = table_.fd(n);
+    return f->get();
+  };
+  int openfd = fh && fh->content ? fh->content->fd() : -1;
+  if (a.mode) {
+    if (openfd >= 0)
+      check(::fchmod(openfd, *a.mode & 07777));
+    else
+      check(::chmod(ProcPath(path_fd()).c_str(), *a.mode & 07777));
+  }
+  if (a.uid || a.gid) {
+    uid_t u = a.uid ? *a.uid : static_cast<uid_t>(-1);
+    gid_t g = a.gid ? *a.gid : static_cast<gid_t>(-1);
+    if (openfd >= 0)
+      check(::fchown(openfd, u, g));
+    else
+      check(::fchownat(path_fd(), "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+  }
+  if (a.size) truncate(n, *a.size, fh);
+  if (a.atime || a.mtime) {
+    struct timespec tv[2];
+    tv[0] = a.atime ? *a.atime : timespec{0, UTIME_OMIT};
+    tv[1] = a.mtime ? *a.mtime : timespec{0, UTIME_OMIT};
+    if (openfd >= 0) {
+      check(::futimens(openfd, tv));
+    } else if (n.type == S_IFLNK) {
+      // A symlink's own times: through its parent, never following it.
+      auto [parent, name] = table_.location(n);
+      if (!parent) fail(ENOENT);
+      FdPtr pf = table_.fd(*parent);
+      check(::utimensat(pf->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW));
+    } else {
+      check(::utimensat(AT_FDCWD, ProcPath(path_fd()).c_str(), tv, 0));
+    }
+  }
+  return getattr(ino, fh);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Directories
+
+DirHandle* Fs::opendir(uint64_t ino) {
+  Inode& n = table_.get(ino);
+  if (n.type != S_IFDIR) fail(ENOTDIR);
+  auto dh = std::make_unique<DirHandle>();
+  dh->dir = n.shared_from_this();
+  return dh.release();
+}
+
+const std::vector<DirEntry>& Fs::readdir(DirHandle& dh, uint64_t off) {
+  if (off != 0 && !dh.entries.empty()) return dh.entries;
+  dh.entries.clear();
+  Inode& d = *dh.dir;
+  DirIv iv = iv_of(d);
+  FdPtr f = table_.fd(d);
+  int dfd = ::openat(f->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) fail(errno);
+  DIR* dir = ::fdopendir(dfd);
+  if (!dir) {
+    int err = errno;
+    ::close(dfd);
+    fail(err);
+  }
+  std::unique_ptr<DIR, int (*)(DIR*)> guard(dir, ::closedir);
+  const NameTransform& names = vol_->names();
+  for (;;) {
+    errno = 0;
+    dirent* e = ::readdir(dir);
+    if (!e) {
+      if (errno != 0) fail(errno);
+      break;
+    }
+    std::string_view b = e->d_name;
+    if (b == "." || b == "..") {
+      dh.entries.push_back({std::string(b), std::string(b), e->d_ino, DT_DIR});
+      continue;
+    }
+    std::optional<std::string> plain;
+    if (NameTransform::is_reserved(b)) {
+      if (!NameTransform::is_long_name(b)) continue;
+      try {
+        auto side = read_small_file(dirfd(dir), NameTransform::sidecar_for(b), format::kMaxSidecarSize);
+        std::string encoded(side.begin(), side.end());
+        if (NameTransform::long_name_for(encoded) == b) plain = names.decrypt(iv, encoded);
+      } catch (const Error&) {
+      }
+    } else {
+      plain = names.decrypt(iv, b);
+    }
+    if (!plain) {
+      log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
+          static_cast<unsigned long long>(d.ino), e->d_name);
+      continue;
+    }
+    dh.entries.push_back({std::move(*plain), std::string(b), e->d_ino, e->d_type});
+  }
+  return dh.entries;
+}
+
+void Fs::releasedir(DirHandle* dh) { delete dh; }
+
+void Fs::fsyncdir(uint64_t ino, bool datasync) {
+  Inode& n = table_.get(ino);
+  FdPtr f = table_.fd(n);
+  UniqueFd d(::openat(f->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d) fail(errno);
+  check(datasync ? ::fdatasync(d.get()) : ::fsync(d.get()));
+}
+
+struct statvfs Fs::statfs() {
+  struct statvfs s;
+  check(::fstatvfs(vol_->root_fd(), &s));
+  s.f_namemax = format::kMaxPlainNameSize;
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Extended attributes (user.* only, names and values encrypted)
+
+std::string Fs::xattr_path(Inode& n, FdPtr& hold) {
+  hold = table_.fd(n);
+  return ProcPath(hold->get()).c_str();
+}
+
+void Fs::setxattr(uint64_t ino, const std::string& name, std::span<const uint8_t> value, int flags) {
+  Inode& n = table_.get(ino);
+  auto bname = vol_->xattrs().encrypt_name(name);
+  if (!bname) fail(EOPNOTSUPP);
+  auto stored = vol_->xattrs().encrypt_value(*bname, value);
+  FdPtr hold;
+  std::string path = xattr_path(n, hold);
+  check(::setxattr(path.c_str(), bname->c_str(), stored.data(), stored.size(), flags));
+}
+
+std::vector<uint8_t> Fs::getxattr(uint64_t ino, const std::string& name) {
+  Inode& n = table_.get(ino);
+  auto bname = vol_->xattrs().encrypt_name(name);
+  if (!bname) fail(EOPNOTSUPP);
+  FdPtr hold;
+  std::string path = xattr_path(n, hold);
+  std::vector<uint8_t> stored;
+  for (;;) {
+    ssize_t len = ::getxattr(path.c_str(), bname->c_str(), nullptr, 0);
+    if (len < 0) fail(errno);
+    stored.resize(static_cast<size_t>(len));
+    len = ::getxattr(path.c_str(), bname->c_str(), stored.data(), stored.size());
+    if (len < 0 && errno == ERANGE) continue;  // grew in between
+    if (len < 0) fail(errno);
+    stored.resize(static_cast<size_t>(len));
+    break;
+  }
+  auto plain = vol_->xattrs().decrypt_value(*bname, stored);
+  if (!plain) {
+    log(LogLevel::Warning, "inode %llu: xattr %s fails authentication", static_cast<unsigned long long>(n.ino),
+        bname->c_str());
+    fail(EIO);
+  }
+  return std::move(*plain);
+}
+
+std::vector<std::string> Fs::listxattr(uint64_t ino) {
+  Inode& n = table_.get(ino);
+  FdPtr hold;
+  std::string path = xattr_path(n, hold);
+  std::vector<char> buf;
+  for (;;) {
+    ssize_t len = ::listxattr(path.c_str(), nullptr, 0);
+    if (len < 0) fail(errno);
+    buf.resize(static_cast<size_t>(len));
+    len = ::listxattr(path.c_str(), buf.data(), buf.size());
+    if (len < 0 && errno == ERANGE) continue;
+    if (len < 0) fail(errno);
+    buf.resize(static_cast<size_t>(len));
+    break;
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < buf.size();) {
+    std::string_view b(buf.data() + i);
+    i += b.size() + 1;
+    if (b.substr(0, format::kXattrBackingPrefix.size()) != format::kXattrBackingPrefix) continue;
+    if (auto plain = vol_->xattrs().decrypt_name(b)) out.push_back(std::move(*plain));
+  }
+  return out;
+}
+
+void Fs::removexattr(uint64_t ino, const std::string& name) {
+  Inode& n = table_.get(ino);
+  auto bname = vol_->xattrs().encrypt_name(name);
+  if (!bname) fail(EOPNOTSUPP);
+  FdPtr hold;
+  std::string path = xattr_path(n, hold);
+  check(::removexattr(path.c_str(), bname->c_str()));
+}
+
+}  // namespace veil::fuse

@@ -1,0 +1,145 @@
+// The filesystem proper: one method per FUSE operation, in plain C++ types. Methods throw veil::Error (with
+// the errno a local filesystem would give); the trampolines in ops.cpp turn that into a reply at one boundary.
+//
+// A request goes: trampoline -> Fs method -> InodeTable (descriptor of the parent) -> name transform ->
+// one *at() system call on the cipher dir -> ContentFile for file contents.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fuse/inode_table.hpp"
+#include "veilfs/volume.hpp"
+
+namespace veil::fuse {
+
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// A looked-up object: FUSE inode number and plaintext attributes. ino == 0 means "does not exist" (a
+// negative entry the kernel may cache).
+struct Entry {
+  uint64_t ino = 0;
+  struct stat attr {};
+};
+
+struct DirEntry {
+  std::string name;     // plaintext
+  std::string backing;  // backing name ("." and ".." for those)
+  ino_t ino = 0;
+  unsigned char type = 0;  // DT_*
+};
+
+struct FileHandle {
+  std::shared_ptr<Inode> inode;
+  std::shared_ptr<ContentFile> content;
+};
+
+struct DirHandle {
+  std::shared_ptr<Inode> dir;
+  std::mutex mu;
+  std::vector<DirEntry> entries;
+};
+
+struct SetAttr {
+  std::optional<mode_t> mode;
+  std::optional<uid_t> uid;
+  std::optional<gid_t> gid;
+  std::optional<uint64_t> size;
+  std::optional<struct timespec> atime;  // tv_nsec may be UTIME_NOW
+  std::optional<struct timespec> mtime;
+};
+
+class Fs {
+ public:
+  explicit Fs(std::unique_ptr<Volume> volume);
+  ~Fs();
+
+  InodeTable& table() { return table_; }
+
+  Entry lookup(uint64_t parent, const std::string& name);
+  // readdirplus: the entry listed under `backing` in dir (nlookup incremented when it exists).
+  Entry lookup_backing(Inode& dir, const std::string& backing);
+  void forget(uint64_t ino, uint64_t count);
+  struct stat getattr(uint64_t ino, FileHandle* fh);
+  struct stat setattr(uint64_t ino, const SetAttr& a, FileHandle* fh);
+  std::string readlink(uint64_t ino);
+  void access(uint64_t ino, int mask);
+
+  Entry mknod(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, dev_t rdev);
+  Entry mkdir(const Caller& c, uint64_t parent, const std::string& name, mode_t mode);
+  Entry symlink(const Caller& c, const std::string& target, uint64_t parent, const std::string& name);
+  Entry link(uint64_t ino, uint64_t newparent, const std::string& newname);
+  void unlink(uint64_t parent, const std::string& name);
+  void rmdir(uint64_t parent, const std::string& name);
+  void rename(uint64_t parent, const std::string& name, uint64_t newparent, const std::string& newname, unsigned flags);
+
+  // open/create return a heap handle (owned by the kernel's fh until release).
+  FileHandle* open(uint64_t ino, int flags, bool* keep_cache);
+  FileHandle* create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags, Entry* e);
+  size_t read(FileHandle& fh, std::span<uint8_t> out, uint64_t off);
+  void write(FileHandle& fh, std::span<const uint8_t> data, uint64_t off);
+  void release(FileHandle* fh);
+  void fsync(FileHandle& fh, bool datasync);
+  void fallocate(FileHandle& fh, int mode, uint64_t off, uint64_t len);
+
+  DirHandle* opendir(uint64_t ino);
+  // Entries of the listing; reloaded when the kernel starts over at offset 0.
+  const std::vector<DirEntry>& readdir(DirHandle& dh, uint64_t off);
+  void releasedir(DirHandle* dh);
+  void fsyncdir(uint64_t ino, bool datasync);
+  struct statvfs statfs();
+
+  void setxattr(uint64_t ino, const std::string& name, std::span<const uint8_t> value, int flags);
+  std::vector<uint8_t> getxattr(uint64_t ino, const std::string& name);
+  std::vector<std::string> listxattr(uint64_t ino);
+  void removexattr(uint64_t ino, const std::string& name);
+
+ private:
+  struct Named {  // a plaintext name resolved in a directory
+    std::shared_ptr<Inode> dir;
+    FdPtr dirfd;
+    DirIv iv;
+    std::string encoded;
+    std::string backing;
+    bool long_name() const { return encoded.size() != backing.size() || encoded != backing; }
+  };
+  Named resolve(uint64_t parent, const std::string& name);
+  DirIv iv_of(Inode& dir);
+  Entry entry_for(Inode& dir, const std::string& backing, struct stat st);
+  void plain_attr(Inode& n, struct stat& st);
+  struct stat stat_of(Inode& n);
+  std::string stored_link(Inode& n);
+  std::string stored_link_at(int dirfd, const std::string& backing);
+  void own(const Named& at, const Caller& c, mode_t mode, bool is_dir);
+  bool make_name_sidecar(const Named& at, bool must_be_new);
+  void remove_name_sidecar(const Named& at);
+  void attach_content(Inode& n, UniqueFd fd, bool writable);
+  UniqueFd reopen(Inode& n, int flags);
+  void truncate(Inode& n, uint64_t size, FileHandle* fh);
+  // Removes the IV file of an empty directory (so rmdir/rename-over can succeed); returns it for a restore.
+  std::optional<DirIv> strip_dir_iv(int parentfd, const std::string& backing);
+  void restore_dir_iv(int parentfd, const std::string& backing, const DirIv& iv);
+  void ensure_dir_iv_file(int parentfd, const std::string& backing, Inode* n, const DirIv& parent_iv,
+                          const std::string& encoded);
+  std::string xattr_path(Inode& n, FdPtr& hold);
+
+  std::unique_ptr<Volume> vol_;
+  InodeTable table_;
+  const bool root_;  // running as root: new entries are chowned to the caller
+};
+
+// Name of the sidecar that holds a long symlink target for the entry `backing`.
+std::string link_sidecar_name(const std::string& backing);
+
+}  // namespace veil::fuse

@@ -1,0 +1,163 @@
+#include "fuse/inode_table.hpp"
+
+#include <fcntl.h>
+
+#include "fuse/fuse_api.hpp"
+#include "veilfs/util/error.hpp"
+
+namespace veil::fuse {
+
+InodeTable::InodeTable(UniqueFd root_path_fd, const struct stat& root_st, size_t fd_cap)
+    : root_(new Inode(root_st.st_dev, root_st.st_ino, S_IFDIR)), fd_cap_(fd_cap) {
+  root_->fd = std::make_shared<const UniqueFd>(std::move(root_path_fd));
+  root_->pinned = true;
+  root_->nlookup = 1;
+  index_[{root_st.st_dev, root_st.st_ino}] = root_;
+}
+
+Inode& InodeTable::get(uint64_t ino) {
+  if (ino == FUSE_ROOT_ID) return *root_;
+  return *reinterpret_cast<Inode*>(static_cast<uintptr_t>(ino));
+}
+
+uint64_t InodeTable::fuse_ino(const Inode& n) const {
+  if (&n == root_.get()) return FUSE_ROOT_ID;
+  return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&n));
+}
+
+std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd) {
+  std::vector<std::shared_ptr<Inode>> dropped;  // destroyed after the lock is released
+  std::lock_guard lk(mu_);
+  Key key{st.st_dev, st.st_ino};
+  std::shared_ptr<Inode> n;
+  if (auto it = index_.find(key); it != index_.end()) {
+    n = it->second.lock();
+    // Same number, other type: the backing inode was freed and reused behind our back; start afresh.
+    if (n && n->type != (st.st_mode & S_IFMT)) n.reset();
+  }
+  if (!n) {
+    n.reset(new Inode(st.st_dev, st.st_ino, st.st_mode & S_IFMT));
+    index_[key] = n;
+  }
+  if (n.get() == root_.get()) {
+    ++n->nlookup;
+    return n;
+  }
+  n->parent = parent.shared_from_this();
+  n->name = name;
+  if (n->nlookup++ == 0) n->self = n;
+  if (fd && !n->fd) cache_fd_locked(*n, std::make_shared<const UniqueFd>(std::move(fd)), dropped);
+  return n;
+}
+
+std::shared_ptr<Inode> InodeTable::find(dev_t dev, ino_t ino) {
+  std::lock_guard lk(mu_);
+  auto it = index_.find({dev, ino});
+  return it == index_.end() ? nullptr : it->second.lock();
+}
+
+void InodeTable::forget(Inode& n, uint64_t count) {
+  std::vector<std::shared_ptr<Inode>> dropped;
+  std::lock_guard lk(mu_);
+  if (&n == root_.get()) return;
+  n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
+  if (n.nlookup > 0) return;
+  Key key{n.dev, n.ino};
+  if (n.in_lru) {
+    dropped.push_back(*n.lru_pos);
+    lru_.erase(n.lru_pos);
+    n.in_lru = false;
+    --cached_;
+  }
+  n.fd.reset();
+  n.pinned = false;
+  dropped.push_back(std::move(n.self));
+  // Drop the index entry if nobody else (a child's parent link, an open handle) keeps the Inode alive.
+  long held = 0;
+  for (auto& d : dropped) held += d.get() == &n ? 1 : 0;
+  if (dropped.back().use_count() == held) {
+    auto it = index_.find(key);
+    if (it != index_.end() && it->second.lock().get() == &n) index_.erase(it);
+  }
+}
+
+std::pair<std::shared_ptr<Inode>, std::string> InodeTable::location(Inode& n) {
+  std::lock_guard lk(mu_);
+  return {n.parent, n.name};
+}
+
+void InodeTable::set_location(Inode& n, Inode& parent, const std::string& name) {
+  std::lock_guard lk(mu_);
+  if (&n == root_.get()) return;
+  n.parent = parent.shared_from_this();
+  n.name = name;
+}
+
+void InodeTable::cache_fd_locked(Inode& n, FdPtr fd, std::vector<std::shared_ptr<Inode>>& dropped) {
+  n.fd = std::move(fd);
+  if (n.pinned) return;
+  lru_.push_front(n.shared_from_this());
+  n.lru_pos = lru_.begin();
+  n.in_lru = true;
+  ++cached_;
+  while (cached_ > fd_cap_ && !lru_.empty()) {
+    auto victim = std::move(lru_.back());
+    lru_.pop_back();
+    victim->in_lru = false;
+    victim->fd.reset();
+    --cached_;
+    dropped.push_back(std::move(victim));
+  }
+}
+
+FdPtr InodeTable::fd(Inode& n) {
+  std::vector<std::shared_ptr<Inode>> dropped;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    std::shared_ptr<Inode> parent;
+    std::string name;
+    {
+      std::lock_guard lk(mu_);
+      if (n.fd) {
+        if (n.in_lru && n.lru_pos != lru_.begin()) lru_.splice(lru_.begin(), lru_, n.lru_pos);
+        return n.fd;
+      }
+      parent = n.parent;
+      name = n.name;
+    }
+    if (!parent) throw Error(ErrorKind::NotFound, ENOENT, "inode has no location");
+    FdPtr pfd = fd(*parent);
+    UniqueFd f(::openat(pfd->get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st;
+    bool same = f && ::fstatat(f.get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == n.dev &&
+                st.st_ino == n.ino;
+    std::lock_guard lk(mu_);
+    if (n.fd) return n.fd;
+    if (same) {
+      cache_fd_locked(n, std::make_shared<const UniqueFd>(std::move(f)), dropped);
+      return n.fd;
+    }
+    // The location moved under us (a concurrent rename) or the object is gone: retry, then give up.
+    if (n.parent == parent && n.name == name) break;
+  }
+  throw Error(ErrorKind::NotFound, ENOENT, "inode is gone");
+}
+
+void InodeTable::pin(Inode& n) {
+  if (&n == root_.get()) return;
+  FdPtr f = fd(n);
+  std::lock_guard lk(mu_);
+  if (n.in_lru) {
+    // Moving out of the LRU: the Inode stays alive through its `self` or its holders.
+    auto keep = std::move(*n.lru_pos);
+    lru_.erase(n.lru_pos);
+    n.in_lru = false;
+    --cached_;
+    n.pinned = true;
+    n.fd = f;
+    return;
+  }
+  n.pinned = true;
+  n.fd = f;
+}
+
+}  // namespace veil::fuse

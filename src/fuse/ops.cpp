@@ -1,0 +1,463 @@
+// Trampolines: unpack a fuse_req, call Fs, reply. Every exception stops at with_errno(): nothing throws
+// across the libfuse boundary, and every failure becomes one precise errno.
+#include "fuse/ops.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#include "fuse/fuse_api.hpp"
+#include "fuse/log.hpp"
+#include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/util/error.hpp"
+
+namespace veil::fuse {
+namespace {
+
+constexpr double kTimeout = 1.0;  // entry, negative-entry and attribute cache, in seconds
+constexpr unsigned kMaxIo = 1u << 20;
+
+struct Session {
+  Fs* fs;
+  const SessionOptions* opt;
+};
+
+Fs& fs_of(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req))->fs; }
+FileHandle* fh_of(fuse_file_info* fi) { return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr; }
+
+// The errno boundary.
+template <class F>
+void with_errno(fuse_req_t req, F&& body) noexcept {
+  int err;
+  try {
+    body();
+    return;
+  } catch (const Error& e) {
+    err = e.sys_errno() > 0 ? e.sys_errno() : EIO;
+    // Auth and corruption: the message names the inode or backing name only, never a plaintext name.
+    if (e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Corrupt) log(LogLevel::Error, "%s", e.what());
+  } catch (const std::bad_alloc&) {
+    err = ENOMEM;
+  } catch (const std::exception& e) {
+    log(LogLevel::Error, "internal error: %s", e.what());
+    err = EIO;
+  } catch (...) {
+    log(LogLevel::Error, "internal error");
+    err = EIO;
+  }
+  fuse_reply_err(req, err);
+}
+
+Caller caller(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return {c->uid, c->gid};
+}
+
+fuse_entry_param to_param(const Entry& e) {
+  fuse_entry_param p{};
+  p.ino = e.ino;
+  p.attr = e.attr;
+  p.attr_timeout = kTimeout;
+  p.entry_timeout = kTimeout;
+  return p;
+}
+
+void reply_entry(fuse_req_t req, const Entry& e) {
+  fuse_entry_param p = to_param(e);
+  if (fuse_reply_entry(req, &p) != 0 && e.ino) fs_of(req).forget(e.ino, 1);  // interrupted: undo the lookup
+}
+
+void op_init(void* userdata, fuse_conn_info* conn) {
+  const SessionOptions& opt = *static_cast<Session*>(userdata)->opt;
+  // Large requests: one round trip and one parallel encryption per MiB (libfuse derives max_pages from this).
+  conn->max_write = kMaxIo;
+  conn->max_readahead = kMaxIo;
+  auto want = [&](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  // The kernel caches pages and file sizes; every size change goes through us, so its size stays exact.
+  if (opt.writeback_cache) want(FUSE_CAP_WRITEBACK_CACHE);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_PARALLEL_DIROPS);  // lookups and listings are independent system calls relative to fds
+  want(FUSE_CAP_CACHE_SYMLINKS);   // a symlink's target never changes
+  want(FUSE_CAP_ASYNC_READ);
+  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  // Locks stay in the kernel (no lock operations): local semantics on a local mount.
+  conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
+  // Let the kernel clear set-ID bits on write/truncate/chown by sending setattr, as a local disk does.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  conn->time_gran = 1;
+}
+
+void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  with_errno(req, [&] { reply_entry(req, fs_of(req).lookup(parent, name)); });
+}
+
+void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  try {
+    fs_of(req).forget(ino, n);
+  } catch (...) {
+  }
+  fuse_reply_none(req);
+}
+
+void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* list) {
+  for (size_t i = 0; i < count; ++i) {
+    try {
+      fs_of(req).forget(list[i].ino, list[i].nlookup);
+    } catch (...) {
+    }
+  }
+  fuse_reply_none(req);
+}
+
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    struct stat st = fs_of(req).getattr(ino, fh_of(fi));
+    fuse_reply_attr(req, &st, kTimeout);
+  });
+}
+
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    SetAttr a;
+    if (valid & FUSE_SET_ATTR_MODE) a.mode = attr->st_mode;
+    if (valid & FUSE_SET_ATTR_UID) a.uid = attr->st_uid;
+    if (valid & FUSE_SET_ATTR_GID) a.gid = attr->st_gid;
+    if (valid & FUSE_SET_ATTR_SIZE) a.size = static_cast<uint64_t>(attr->st_size);
+    if (valid & FUSE_SET_ATTR_ATIME_NOW)
+      a.atime = timespec{0, UTIME_NOW};
+    else if (valid & FUSE_SET_ATTR_ATIME)
+      a.atime = attr->st_atim;
+    if (valid & FUSE_SET_ATTR_MTIME_NOW)
+      a.mtime = timespec{0, UTIME_NOW};
+    else if (valid & FUSE_SET_ATTR_MTIME)
+      a.mtime = attr->st_mtim;
+    struct stat st = fs_of(req).setattr(ino, a, fh_of(fi));
+    fuse_reply_attr(req, &st, kTimeout);
+  });
+}
+
+void op_readlink(fuse_req_t req, fuse_ino_t ino) {
+  with_errno(req, [&] { fuse_reply_readlink(req, fs_of(req).readlink(ino).c_str()); });
+}
+
+void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
+  with_errno(req, [&] {
+    fs_of(req).access(ino, mask);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
+  with_errno(req, [&] { reply_entry(req, fs_of(req).mknod(caller(req), parent, name, mode, rdev)); });
+}
+
+void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  with_errno(req, [&] { reply_entry(req, fs_of(req).mkdir(caller(req), parent, name, mode)); });
+}
+
+void op_symlink(fuse_req_t req, const char* target, fuse_ino_t parent, const char* name) {
+  with_errno(req, [&] { reply_entry(req, fs_of(req).symlink(caller(req), target, parent, name)); });
+}
+
+void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
+  with_errno(req, [&] { reply_entry(req, fs_of(req).link(ino, newparent, newname)); });
+}
+
+void op_unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  with_errno(req, [&] {
+    fs_of(req).unlink(parent, name);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  with_errno(req, [&] {
+    fs_of(req).rmdir(parent, name);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent, const char* newname,
+               unsigned flags) {
+  with_errno(req, [&] {
+    fs_of(req).rename(parent, name, newparent, newname, flags);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    bool keep = false;
+    FileHandle* fh = fs_of(req).open(ino, fi->flags, &keep);
+    fi->fh = reinterpret_cast<uint64_t>(fh);
+    fi->keep_cache = keep;
+    if (fuse_reply_open(req, fi) != 0) fs_of(req).release(fh);
+  });
+}
+
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    Entry e;
+    FileHandle* fh = fs_of(req).create(caller(req), parent, name, mode, fi->flags, &e);
+    fi->fh = reinterpret_cast<uint64_t>(fh);
+    fuse_entry_param p = to_param(e);
+    if (fuse_reply_create(req, &p, fi) != 0) {
+      fs_of(req).release(fh);
+      fs_of(req).forget(e.ino, 1);
+    }
+  });
+}
+
+// One reusable buffer per worker thread: reads of up to 1 MiB would otherwise allocate and zero each time.
+std::span<uint8_t> io_buffer(size_t size) {
+  thread_local std::unique_ptr<uint8_t[]> buf;
+  thread_local size_t cap = 0;
+  if (cap < size) {
+    buf.reset(new uint8_t[size]);
+    cap = size;
+  }
+  return {buf.get(), size};
+}
+
+void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    auto buf = io_buffer(size);
+    size_t n = fs_of(req).read(*fh_of(fi), buf, static_cast<uint64_t>(off));
+    fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
+  });
+}
+
+void op_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    fs_of(req).write(*fh_of(fi), {reinterpret_cast<const uint8_t*>(data), size}, static_cast<uint64_t>(off));
+    fuse_reply_write(req, size);
+  });
+}
+
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    fs_of(req).release(fh_of(fi));
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    fs_of(req).fsync(*fh_of(fi), datasync != 0);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    if (off < 0 || len <= 0) throw Error(ErrorKind::InvalidArgument, EINVAL, "fallocate range");
+    fs_of(req).fallocate(*fh_of(fi), mode, static_cast<uint64_t>(off), static_cast<uint64_t>(len));
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    DirHandle* dh = fs_of(req).opendir(ino);
+    fi->fh = reinterpret_cast<uint64_t>(dh);
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi) != 0) fs_of(req).releasedir(dh);
+  });
+}
+
+void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  with_errno(req, [&] {
+    Fs& fs = fs_of(req);
+    auto& dh = *reinterpret_cast<DirHandle*>(fi->fh);
+    std::lock_guard lk(dh.mu);
+    const auto& ents = fs.readdir(dh, static_cast<uint64_t>(off));
+    std::vector<char> buf(size);
+    size_t pos = 0;
+    for (size_t i = static_cast<size_t>(off); i < ents.size(); ++i) {
+      const DirEntry& de = ents[i];
+      size_t need;
+      if (plus) {
+        fuse_entry_param p{};
+        if (de.backing == "." || de.backing == "..") {
+          p.attr.st_ino = de.ino;
+          p.attr.st_mode = static_cast<mode_t>(de.type) << 12;
+        } else {
+          try {
+            p = to_param(fs.lookup_backing(*dh.dir, de.backing));
+          } catch (const Error&) {
+            continue;  // removed since the listing was read
+          }
+        }
+        need =
+            fuse_add_direntry_plus(req, buf.data() + pos, size - pos, de.name.c_str(), &p, static_cast<off_t>(i + 1));
+        if (need > size - pos) {
+          if (p.ino) fs.forget(p.ino, 1);
+          break;
+        }
+      } else {
+        struct stat st {};
+        st.st_ino = de.ino;
+        st.st_mode = static_cast<mode_t>(de.type) << 12;
+        need = fuse_add_direntry(req, buf.data() + pos, size - pos, de.name.c_str(), &st, static_cast<off_t>(i + 1));
+        if (need > size - pos) break;
+      }
+      pos += need;
+    }
+    fuse_reply_buf(req, buf.data(), pos);
+  });
+}
+
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, size, off, fi, false);
+}
+
+void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  do_readdir(req, size, off, fi, true);
+}
+
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    fs_of(req).releasedir(reinterpret_cast<DirHandle*>(fi->fh));
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
+  with_errno(req, [&] {
+    fs_of(req).fsyncdir(ino, datasync != 0);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_statfs(fuse_req_t req, fuse_ino_t) {
+  with_errno(req, [&] {
+    struct statvfs s = fs_of(req).statfs();
+    fuse_reply_statfs(req, &s);
+  });
+}
+
+void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  with_errno(req, [&] {
+    fs_of(req).setxattr(ino, name, {reinterpret_cast<const uint8_t*>(value), size}, flags);
+    fuse_reply_err(req, 0);
+  });
+}
+
+void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  with_errno(req, [&] {
+    auto v = fs_of(req).getxattr(ino, name);
+    if (size == 0)
+      fuse_reply_xattr(req, v.size());
+    else if (v.size() > size)
+      fuse_reply_err(req, ERANGE);
+    else
+      fuse_reply_buf(req, reinterpret_cast<const char*>(v.data()), v.size());
+  });
+}
+
+void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  with_errno(req, [&] {
+    std::string all;
+    for (const auto& n : fs_of(req).listxattr(ino)) {
+      all += n;
+      all.push_back('\0');
+    }
+    if (size == 0)
+      fuse_reply_xattr(req, all.size());
+    else if (all.size() > size)
+      fuse_reply_err(req, ERANGE);
+    else
+      fuse_reply_buf(req, all.data(), all.size());
+  });
+}
+
+void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  with_errno(req, [&] {
+    fs_of(req).removexattr(ino, name);
+    fuse_reply_err(req, 0);
+  });
+}
+
+// flush is deliberately absent: writes reach the backing file before they are acknowledged, so there is
+// nothing to flush, and the kernel stops sending FLUSH after the first ENOSYS (one round trip less per close).
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops o{};
+  o.init = op_init;
+  o.lookup = op_lookup;
+  o.forget = op_forget;
+  o.forget_multi = op_forget_multi;
+  o.getattr = op_getattr;
+  o.setattr = op_setattr;
+  o.readlink = op_readlink;
+  o.access = op_access;
+  o.mknod = op_mknod;
+  o.mkdir = op_mkdir;
+  o.symlink = op_symlink;
+  o.link = op_link;
+  o.unlink = op_unlink;
+  o.rmdir = op_rmdir;
+  o.rename = op_rename;
+  o.open = op_open;
+  o.create = op_create;
+  o.read = op_read;
+  o.write = op_write;
+  o.release = op_release;
+  o.fsync = op_fsync;
+  o.fallocate = op_fallocate;
+  o.opendir = op_opendir;
+  o.readdir = op_readdir;
+  o.readdirplus = op_readdirplus;
+  o.releasedir = op_releasedir;
+  o.fsyncdir = op_fsyncdir;
+  o.statfs = op_statfs;
+  o.setxattr = op_setxattr;
+  o.getxattr = op_getxattr;
+  o.listxattr = op_listxattr;
+  o.removexattr = op_removexattr;
+  return o;
+}();
+
+struct ArgsGuard {
+  fuse_args args = FUSE_ARGS_INIT(0, nullptr);
+  ~ArgsGuard() { fuse_opt_free_args(&args); }
+};
+
+}  // namespace
+
+int run_session(Fs& fs, const SessionOptions& opt) {
+  ArgsGuard a;
+  fuse_opt_add_arg(&a.args, "veilfs");
+  for (const auto& s : opt.fuse_args) fuse_opt_add_arg(&a.args, s.c_str());
+  Session session{&fs, &opt};
+  fuse_session* se = fuse_session_new(&a.args, &kOps, sizeof kOps, &session);
+  if (!se) return cli::kExitMount;
+  std::unique_ptr<fuse_session, void (*)(fuse_session*)> se_guard(se, fuse_session_destroy);
+  if (fuse_set_signal_handlers(se) != 0) return cli::kExitMount;
+  struct SignalGuard {
+    fuse_session* se;
+    ~SignalGuard() { fuse_remove_signal_handlers(se); }
+  } sig{se};
+  if (fuse_session_mount(se, opt.mountpoint.c_str()) != 0) return cli::kExitMount;
+  struct MountGuard {
+    fuse_session* se;
+    ~MountGuard() { fuse_session_unmount(se); }
+  } mnt{se};
+  // Detach only now: a failed mount has been reported on stderr with a non-zero exit.
+  if (!opt.foreground) {
+    if (fuse_daemonize(0) != 0) return cli::kExitMount;
+    log_to_syslog();
+  }
+  std::unique_ptr<fuse_loop_config, void (*)(fuse_loop_config*)> cfg(fuse_loop_cfg_create(), fuse_loop_cfg_destroy);
+  fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
+  fuse_loop_cfg_set_max_threads(cfg.get(), 16);
+  int rc = fuse_session_loop_mt(se, cfg.get());
+  return rc == 0 ? cli::kExitOk : cli::kExitError;
+}
+
+}  // namespace veil::fuse

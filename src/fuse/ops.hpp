@@ -1,0 +1,22 @@
+// The libfuse low-level operation table for an Fs, and the session run loop.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fuse/fs.hpp"
+
+namespace veil::fuse {
+
+struct SessionOptions {
+  std::string mountpoint;
+  std::vector<std::string> fuse_args;  // argv for fuse_session_new (after argv[0])
+  bool foreground = true;
+  bool writeback_cache = true;
+};
+
+// Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or
+// signalled, unmounts. Returns an exit code (veil::cli::ExitCode).
+int run_session(Fs& fs, const SessionOptions& opt);
+
+}  // namespace veil::fuse

@@ -1,0 +1,109 @@
+#include "fuse/options.hpp"
+
+#include <boost/program_options.hpp>
+#include <sstream>
+
+#include "veilfs/util/error.hpp"
+
+namespace po = boost::program_options;
+
+namespace veil::fuse {
+namespace {
+
+po::options_description visible_options() {
+  po::options_description d("Options");
+  d.add_options()                                                                               //
+      ("help,h", "show this help and exit")                                                     //
+      ("version,V", "show the version and exit")                                                //
+      ("foreground,f", "stay in the foreground, log to stderr")                                 //
+      ("debug,d", "log every request (implies --foreground)")                                   //
+      ("ro", "mount read-only")                                                                 //
+      ("allow-other", "let other users in (implies default_permissions)")                       //
+      ("passfile", po::value<std::string>(), "read the passphrase from FILE (first line)")      //
+      ("extpass", po::value<std::string>(), "run CMD and read the passphrase from its output")  //
+      ("keyfile", po::value<std::string>(), "unlock with the contents of FILE")                 //
+      ("options,o", po::value<std::vector<std::string>>()->composing(),
+       "comma-separated mount options; passfile=, extpass=, keyfile=, allow_other and ro are ours, "
+       "the rest goes to FUSE");
+  return d;
+}
+
+// -o values: ours are taken out (so /etc/fstab entries work through mount.fuse3), the rest passed on.
+void absorb_mount_options(const std::string& list, MountOptions& o) {
+  std::stringstream ss(list);
+  std::string opt;
+  while (std::getline(ss, opt, ',')) {
+    if (opt.empty() || opt == "rw") continue;
+    auto value = [&](std::string_view key) -> std::optional<std::string> {
+      if (opt.rfind(key, 0) == 0) return opt.substr(key.size());
+      return std::nullopt;
+    };
+    if (auto v = value("passfile=")) {
+      o.secret.passfile = *v;
+    } else if (auto v = value("extpass=")) {
+      o.secret.extpass = *v;
+    } else if (auto v = value("keyfile=")) {
+      o.secret.keyfile = *v;
+    } else if (opt == "allow_other") {
+      o.allow_other = true;
+    } else if (opt == "ro") {
+      o.read_only = true;
+    } else if (opt == "debug") {
+      o.debug = true;
+    } else {
+      o.fuse_options.push_back(opt);
+    }
+  }
+}
+
+}  // namespace
+
+std::string usage_text() {
+  std::ostringstream s;
+  s << "Usage: veilfs [options] CIPHERDIR MOUNTPOINT\n"
+       "       veilfs fsck [options] CIPHERDIR\n\n"
+       "Mounts the encrypted directory CIPHERDIR at MOUNTPOINT. The passphrase comes from --keyfile,\n"
+       "--passfile, --extpass, standard input when it is not a terminal, or the terminal.\n"
+       "Unmount with `fusermount3 -u MOUNTPOINT`.\n\n"
+    << visible_options()
+    << "\nExit codes: 0 ok, 1 other error, 2 usage, 10 wrong passphrase, 11 not a volume, 12 unsupported\n"
+       "format, 13 corrupt config, 14 I/O error, 15 mount failed.\n";
+  return s.str();
+}
+
+MountOptions parse_command_line(int argc, char** argv) {
+  po::options_description hidden;
+  hidden.add_options()("cipherdir", po::value<std::string>())("mountpoint", po::value<std::string>());
+  po::options_description all;
+  all.add(visible_options()).add(hidden);
+  po::positional_options_description pos;
+  pos.add("cipherdir", 1).add("mountpoint", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw Error(ErrorKind::InvalidArgument, EINVAL, e.what());
+  }
+  MountOptions o;
+  o.help = vm.count("help") > 0;
+  o.version = vm.count("version") > 0;
+  if (o.help || o.version) return o;
+  o.debug = vm.count("debug") > 0;
+  o.foreground = vm.count("foreground") > 0;
+  o.read_only = vm.count("ro") > 0;
+  o.allow_other = vm.count("allow-other") > 0;
+  if (vm.count("passfile")) o.secret.passfile = vm["passfile"].as<std::string>();
+  if (vm.count("extpass")) o.secret.extpass = vm["extpass"].as<std::string>();
+  if (vm.count("keyfile")) o.secret.keyfile = vm["keyfile"].as<std::string>();
+  if (vm.count("options"))
+    for (const auto& list : vm["options"].as<std::vector<std::string>>()) absorb_mount_options(list, o);
+  if (o.debug) o.foreground = true;
+  if (!vm.count("cipherdir") || !vm.count("mountpoint"))
+    throw Error(ErrorKind::InvalidArgument, EINVAL, "need CIPHERDIR and MOUNTPOINT (see --help)");
+  o.cipherdir = vm["cipherdir"].as<std::string>();
+  o.mountpoint = vm["mountpoint"].as<std::string>();
+  return o;
+}
+
+}  // namespace veil::fuse
