@@ -1,0 +1,138 @@
+// Permissions as a multi-user system sees them: mounted as root with --allow-other, the kernel enforces modes
+// (default_permissions) and new files belong to whoever created them.
+#include <fcntl.h>
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <functional>
+
+#include "harness.hpp"
+
+namespace veiltest {
+namespace {
+
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+
+class Permissions : public MountedTest<Permissions> {
+ public:
+  static constexpr const char* kSuiteName = "Permissions";
+  static std::vector<std::string> mount_args() { return {"--allow-other"}; }
+
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) {
+      print_loud_skip("the permission tests need root (mount with --allow-other, then switch users)");
+      GTEST_SKIP() << "not root";
+    }
+    MountedTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    ASSERT_EQ(::chmod(dir().c_str(), 0777), 0);
+  }
+
+  // Runs body in a child process as uid/gid 65534 and returns what it returned (an errno, or 0 for success).
+  static int as_nobody(const std::function<int()>& body) {
+    pid_t pid = ::fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(kNogroup, kNogroup, kNogroup) != 0 ||
+          ::setresuid(kNobody, kNobody, kNobody) != 0)
+        _exit(200);
+      _exit(body());
+    }
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 300;
+  }
+  static int errno_of(int rc) { return rc < 0 ? errno : 0; }
+};
+
+TEST_F(Permissions, UnprivilegedUserCannotReadAPrivateFile) {
+  write_file(at("private"), std::string(kContentMarker) + " secret", 0600);
+  int r = as_nobody([&] { return errno_of(::open(at("private").c_str(), O_RDONLY)); });
+  EXPECT_EQ(r, EACCES) << "uid 65534 opening a 0600 root file: expected EACCES, got " << err_name(r);
+  r = as_nobody([&] { return errno_of(::open(at("private").c_str(), O_WRONLY)); });
+  EXPECT_EQ(r, EACCES) << "opening for writing: got " << err_name(r);
+  r = as_nobody([&] { return errno_of(::truncate(at("private").c_str(), 0)); });
+  EXPECT_EQ(r, EACCES) << "truncate: got " << err_name(r);
+  EXPECT_EQ(read_file(at("private")), std::string(kContentMarker) + " secret");
+}
+
+TEST_F(Permissions, UnprivilegedUserCanReadAWorldReadableFile) {
+  // The control for the test above: the same user reaches the mount and reads what the mode allows.
+  write_file(at("public"), "for everyone", 0644);
+  int r = as_nobody([&] {
+    try {
+      return read_file(at("public")) == "for everyone" ? 0 : 99;
+    } catch (...) {
+      return errno ? errno : 98;
+    }
+  });
+  EXPECT_EQ(r, 0) << "uid 65534 reading a 0644 file: " << err_name(r);
+  r = as_nobody([&] { return errno_of(::open(at("public").c_str(), O_WRONLY)); });
+  EXPECT_EQ(r, EACCES) << "but not writing it: got " << err_name(r);
+}
+
+TEST_F(Permissions, UnprivilegedUserCannotCreateInAForeignDirectory) {
+  ASSERT_EQ(::mkdir(at("rootonly").c_str(), 0755), 0);
+  int r = as_nobody([&] { return errno_of(::open(at("rootonly/f").c_str(), O_CREAT | O_WRONLY, 0644)); });
+  EXPECT_EQ(r, EACCES) << "creating in a 0755 root directory: got " << err_name(r);
+  r = as_nobody([&] { return errno_of(::mkdir(at("rootonly/d").c_str(), 0755)); });
+  EXPECT_EQ(r, EACCES) << "mkdir: got " << err_name(r);
+  ASSERT_EQ(::mkdir(at("locked").c_str(), 0700), 0);
+  write_file(at("locked/inside"), "x", 0644);
+  r = as_nobody([&] {
+    struct stat st {};
+    return errno_of(::stat(at("locked/inside").c_str(), &st));
+  });
+  EXPECT_EQ(r, EACCES) << "looking up through a 0700 root directory: got " << err_name(r);
+  r = as_nobody([&] { return errno_of(::chmod(at("locked").c_str(), 0777)); });
+  EXPECT_EQ(r, EPERM) << "chmod of another user's directory: got " << err_name(r);
+}
+
+TEST_F(Permissions, NewFilesBelongToTheCallingUserAndGroup) {
+  int r = as_nobody([&] {
+    if (::mkdir(at("mine").c_str(), 0750) != 0) return errno;
+    int fd = ::open(at("mine/file").c_str(), O_CREAT | O_WRONLY, 0640);
+    if (fd < 0) return errno;
+    ::close(fd);
+    if (::symlink("file", at("mine/link").c_str()) != 0) return errno;
+    if (::mkfifo(at("mine/fifo").c_str(), 0600) != 0) return errno;
+    return 0;
+  });
+  ASSERT_EQ(r, 0) << err_name(r);
+  for (const char* n : {"mine", "mine/file", "mine/link", "mine/fifo"}) {
+    struct stat st {};
+    ASSERT_EQ(::lstat(at(n).c_str(), &st), 0) << n;
+    EXPECT_EQ(st.st_uid, kNobody) << n << " must belong to its creator, not to the daemon";
+    EXPECT_EQ(st.st_gid, kNogroup) << n;
+  }
+  struct stat st {};
+  ASSERT_EQ(::lstat(at("mine").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0750u);
+  // The owner may then use its own private files; root is not needed.
+  r = as_nobody([&] { return errno_of(::open(at("mine/file").c_str(), O_RDWR)); });
+  EXPECT_EQ(r, 0) << err_name(r);
+}
+
+TEST_F(Permissions, SetgidDirectoryPassesItsGroupOn) {
+  ASSERT_EQ(::mkdir(at("shared").c_str(), 02777), 0);
+  ASSERT_EQ(::chown(at("shared").c_str(), 0, 4242), 0);
+  ASSERT_EQ(::chmod(at("shared").c_str(), 02777), 0);
+  int r = as_nobody([&] {
+    int fd = ::open(at("shared/f").c_str(), O_CREAT | O_WRONLY, 0644);
+    if (fd < 0) return errno;
+    ::close(fd);
+    return 0;
+  });
+  ASSERT_EQ(r, 0) << err_name(r);
+  struct stat st {};
+  ASSERT_EQ(::lstat(at("shared/f").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kNobody);
+  EXPECT_EQ(st.st_gid, 4242u) << "a file in a setgid directory takes the directory's group";
+}
+
+}  // namespace
+}  // namespace veiltest
