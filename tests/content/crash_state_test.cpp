@@ -1,0 +1,188 @@
+// Crash states: a write or truncate stopped after each of its on-disk steps (the engine's test hook throws there,
+// leaving the backing file exactly as a crash would) must leave a file that reads back without an error, holding
+// either the old contents (possibly zero-extended) or the new ones.
+#include "content_test_util.hpp"
+
+namespace veil::testing {
+namespace {
+
+struct Crash {
+  std::string step;
+};
+
+class ContentCrashStates : public ::testing::TestWithParam<CipherId> {
+ protected:
+  void SetUp() override {
+    cipher_ = make_cipher(GetParam());
+    B = cipher_->layout().block_size();
+  }
+
+  // Builds the file with `setup`, runs `op` with a crash injected after `step`, and returns the backing path.
+  // Fails the test if the step was never reached (so each expected step really is exercised).
+  std::string crash_after(const std::string& step, const std::function<void(ContentFile&)>& setup,
+                          const std::function<void(ContentFile&)>& op) {
+    std::string p = dir_.file("f-" + step + "-" + std::to_string(counter_++));
+    auto f = open_content(cipher_, p);
+    setup(*f);
+    f->set_step_hook_for_testing([&](std::string_view s) {
+      if (s == step) throw Crash{step};
+    });
+    bool crashed = false;
+    try {
+      op(*f);
+    } catch (const Crash&) {
+      crashed = true;
+    }
+    EXPECT_TRUE(crashed) << "step '" << step << "' was not reached";
+    return p;
+  }
+
+  // The file after the crash, read by a fresh engine (as after a restart): must succeed.
+  std::vector<uint8_t> read_after_crash(const std::string& p) {
+    auto f = open_content(cipher_, p);
+    std::vector<uint8_t> got;
+    EXPECT_NO_THROW(got = read_all(*f));
+    EXPECT_EQ(f->first_bad_block(), std::nullopt);
+    return got;
+  }
+
+  // After recovery, the file keeps working: redo the operation and check the final contents.
+  void redo_and_check(const std::string& p, const std::function<void(ContentFile&)>& op,
+                      const std::vector<uint8_t>& expect) {
+    auto f = open_content(cipher_, p);
+    op(*f);
+    EXPECT_EQ(read_all(*f), expect);
+    EXPECT_EQ(read_all(*open_content(cipher_, p)), expect);
+  }
+
+  static std::vector<uint8_t> zero_extended(std::vector<uint8_t> v, size_t n) {
+    v.resize(n, 0);
+    return v;
+  }
+
+  ScratchDir dir_;
+  std::shared_ptr<const ContentCipher> cipher_;
+  uint64_t B = 0;
+  int counter_ = 0;
+};
+
+TEST_P(ContentCrashStates, InterruptedAppendPastAShortFinalBlockStaysReadable) {
+  const auto old = random_bytes(B + B / 2, 1);
+  const auto add = random_bytes(B + 10, 2);
+  const uint64_t off = 5 * B + 10;  // leaves holes 2..4
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.write(off, add); };
+  auto expect = zero_extended(old, off + add.size());
+  std::copy(add.begin(), add.end(), expect.begin() + off);
+
+  // Step 1 grew the old final block to a full one: old contents, zero-extended to the block's end.
+  EXPECT_EQ(read_after_crash(crash_after("pad-old-final", setup, op)), zero_extended(old, 2 * B));
+  // Step 2 wrote the new blocks; the old final block still says "final" in the middle.
+  auto p2 = crash_after("new-blocks", setup, op);
+  EXPECT_EQ(read_after_crash(p2), expect);
+  redo_and_check(p2, op, expect);
+  // Step 3 completed the append.
+  auto p3 = crash_after("unfinal-old", setup, op);
+  EXPECT_EQ(read_after_crash(p3), expect);
+  // And the completed file detects a cut at its old end like any other.
+  truncate_file(p3, cipher_->layout().slot_offset(2));
+  EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, p3)); }), ErrorKind::Auth);
+}
+
+TEST_P(ContentCrashStates, InterruptedAppendAfterAFullFinalBlockStaysReadable) {
+  const auto old = random_bytes(2 * B, 3);
+  const auto add = random_bytes(B + 5, 4);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.write(2 * B, add); };
+  auto expect = old;
+  expect.insert(expect.end(), add.begin(), add.end());
+  auto p = crash_after("new-blocks", setup, op);
+  EXPECT_EQ(read_after_crash(p), expect);
+  redo_and_check(p, op, expect);
+  EXPECT_EQ(read_after_crash(crash_after("unfinal-old", setup, op)), expect);
+}
+
+TEST_P(ContentCrashStates, InterruptedFirstWriteAtAnOffsetLeavesAnEmptyOrCompleteFile) {
+  const auto add = random_bytes(100, 5);
+  auto setup = [](ContentFile&) {};
+  auto op = [&](ContentFile& f) { f.write(3 * B + 1, add); };
+  auto expect = zero_extended({}, 3 * B + 1);
+  expect.insert(expect.end(), add.begin(), add.end());
+  // Only the header made it: the file reads as empty, as it was before the write.
+  auto p = crash_after("header", setup, op);
+  EXPECT_EQ(read_after_crash(p), std::vector<uint8_t>{});
+  redo_and_check(p, op, expect);
+  EXPECT_EQ(read_after_crash(crash_after("new-blocks", setup, op)), expect);
+}
+
+TEST_P(ContentCrashStates, InterruptedWriteIntoAHoleStaysReadable) {
+  const auto tail = random_bytes(B, 6);
+  const auto add = random_bytes(2 * B, 7);
+  auto setup = [&](ContentFile& f) { f.write(10 * B, tail); };  // holes 0..9 claimed by block 10
+  auto op = [&](ContentFile& f) { f.write(3 * B + 7, add); };   // blocks 3..5 become data
+  auto expect = zero_extended({}, 11 * B);
+  std::copy(tail.begin(), tail.end(), expect.begin() + 10 * B);
+  std::copy(add.begin(), add.end(), expect.begin() + 3 * B + 7);
+  // Block 10 still claims ten holes, three of which are now data: the file must read regardless.
+  auto p = crash_after("new-blocks", setup, op);
+  EXPECT_EQ(read_after_crash(p), expect);
+  redo_and_check(p, op, expect);
+  EXPECT_EQ(read_after_crash(crash_after("shrink-claim", setup, op)), expect);
+}
+
+TEST_P(ContentCrashStates, InterruptedBlockAlignedTruncateStaysReadable) {
+  const auto old = random_bytes(4 * B + 5, 8);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.truncate(2 * B); };
+  // The new final block was rewritten in place, "final", before the cut: the old contents still read.
+  auto p = crash_after("new-final", setup, op);
+  EXPECT_EQ(read_after_crash(p), old);
+  redo_and_check(p, op, std::vector<uint8_t>(old.begin(), old.begin() + 2 * B));
+  EXPECT_EQ(read_after_crash(crash_after("cut", setup, op)), std::vector<uint8_t>(old.begin(), old.begin() + 2 * B));
+}
+
+TEST_P(ContentCrashStates, InterruptedTruncateIntoAHoleStaysReadable) {
+  const auto tail = random_bytes(B, 9);
+  auto setup = [&](ContentFile& f) { f.write(8 * B, tail); };
+  auto op = [&](ContentFile& f) { f.truncate(4 * B); };  // the new final block (3) is a hole now
+  auto p = crash_after("new-final", setup, op);
+  auto expect = zero_extended({}, 9 * B);
+  std::copy(tail.begin(), tail.end(), expect.begin() + 8 * B);
+  EXPECT_EQ(read_after_crash(p), expect);
+  redo_and_check(p, op, zero_extended({}, 4 * B));
+}
+
+TEST_P(ContentCrashStates, InterruptedTruncateGrowStaysReadable) {
+  const auto old = random_bytes(B / 2, 10);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.truncate(6 * B + 3); };
+  EXPECT_EQ(read_after_crash(crash_after("pad-old-final", setup, op)), zero_extended(old, B));
+  auto p = crash_after("new-blocks", setup, op);
+  EXPECT_EQ(read_after_crash(p), zero_extended(old, 6 * B + 3));
+  redo_and_check(p, op, zero_extended(old, 6 * B + 3));
+}
+
+TEST_P(ContentCrashStates, InterruptedUnalignedShrinkNeverReturnsWrongData) {
+  // Rewriting a final block shorter in place and cutting the file are two system calls; between them the
+  // rewritten slot is followed by the old slot's tail, which cannot authenticate. The promise here is the
+  // weaker one: the blocks before it still read, and the damaged block is an error, never wrong data.
+  const auto old = random_bytes(4 * B + 5, 11);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.truncate(2 * B + 100); };
+  auto p = crash_after("new-final", setup, op);
+  auto f = open_content(cipher_, p);
+  EXPECT_EQ(read_range(*f, 0, 2 * B), std::vector<uint8_t>(old.begin(), old.begin() + 2 * B));
+  EXPECT_EQ(error_kind_of([&] { read_range(*f, 2 * B, B); }), ErrorKind::Auth);
+  // A truncate that would keep part of the damaged block refuses (it cannot know those bytes); cutting at the
+  // block boundary below it recovers a fully readable file.
+  EXPECT_EQ(error_kind_of([&] { f->truncate(2 * B + 100); }), ErrorKind::Auth);
+  f->truncate(2 * B);
+  EXPECT_EQ(read_all(*open_content(cipher_, p)), std::vector<uint8_t>(old.begin(), old.begin() + 2 * B));
+}
+
+INSTANTIATE_TEST_SUITE_P(Ciphers, ContentCrashStates,
+                         ::testing::Values(CipherId::Aes256Gcm, CipherId::XChaCha20Poly1305),
+                         [](const auto& info) { return cipher_label(info.param); });
+
+}  // namespace
+}  // namespace veil::testing
