@@ -66,7 +66,13 @@ int mount_body(int argc, char** argv) {
   SessionOptions so;
   so.mountpoint = o.mountpoint;
   so.foreground = o.foreground;
-  std::string opts = "fsname=veilfs,subtype=veilfs";
+  // fsname shows the cipher dir in mount(8) and df(1), as other stacked filesystems do.
+  std::string fsname;
+  for (char ch : o.cipherdir) {
+    if (ch == ',' || ch == '\\') fsname.push_back('\\');
+    fsname.push_back(ch);
+  }
+  std::string opts = "fsname=" + fsname + ",subtype=veilfs";
   if (o.allow_other) opts += ",allow_other,default_permissions";
   if (o.read_only) opts += ",ro";
   for (const auto& f : o.fuse_options) opts += "," + f;
