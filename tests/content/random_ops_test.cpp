@@ -53,8 +53,8 @@ TEST_P(ContentRandomOps, MatchesInMemoryReferenceAfterEveryStep) {
         return pick(1, 600);
     }
   };
-  constexpr uint64_t kMaxSize = 2u << 20;  // keep full comparisons cheap
-  constexpr int kSteps = 2500;
+  constexpr uint64_t kMaxSize = 1u << 20;  // keep full comparisons cheap
+  constexpr int kSteps = 1500;
   for (int step = 0; step < kSteps; ++step) {
     std::ostringstream what;
     const uint64_t op = pick(0, 99);
