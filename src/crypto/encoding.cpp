@@ -42,6 +42,7 @@ std::string hex_encode(std::span<const uint8_t> bin) {
 std::optional<std::vector<uint8_t>> hex_decode(std::string_view text) {
   ensure_sodium();
   if (text.size() % 2) return std::nullopt;
+  if (text.empty()) return std::vector<uint8_t>{};  // sodium_hex2bin must not get a null output (found by fuzzing)
   std::vector<uint8_t> out(text.size() / 2);
   size_t len = 0;
   const char* end = nullptr;
