@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -144,7 +145,9 @@ class SuiteVolume {
   const std::string& mnt() const { return vol_.mnt; }
   VolumeDir& volume() { return vol_; }
   Ledger& ledger() { return ledger_; }
-  void add_marker(const std::string& m) { markers_.push_back(m); }
+  void add_marker(const std::string& m) {
+    if (std::find(markers_.begin(), markers_.end(), m) == markers_.end()) markers_.push_back(m);
+  }
 
   // Unmount and mount again (no open descriptors may remain). Returns an error or empty.
   std::string remount();

@@ -312,6 +312,18 @@ TEST_F(PosixOps, FsyncFdatasyncAndDirectoryFsyncSucceed) {
   suite().ledger().keep(rel("f"), data);
 }
 
+TEST_F(PosixOps, SyncfsAfterUnlinkingAFreshFileSucceeds) {
+  // The kernel may still write back the times of a file it has just seen unlinked; that must not turn into an
+  // error that syncfs(2) then reports for the whole filesystem.
+  write_file(at("gone"), "");
+  ASSERT_OK(::unlink(at("gone").c_str()));
+  write_file(at("kept"), "x");
+  UniqueFd fd(::open(at("kept").c_str(), O_RDONLY));
+  ASSERT_TRUE(fd);
+  EXPECT_OK(::syncfs(fd.get()));
+  EXPECT_OK(::syncfs(fd.get()));
+}
+
 // ---- truncate / ftruncate ----
 
 TEST_F(PosixOps, TruncateGrowsAndShrinksAcrossBlockBoundaries) {
@@ -790,10 +802,12 @@ TEST_F(PosixOps, UtimensOnASymlinkWithNoFollowChangesOnlyTheLink) {
   EXPECT_EQ(sl.st_mtim.tv_sec, 1100000000);
   EXPECT_EQ(sl.st_mtim.tv_nsec, 22);
   EXPECT_EQ(sf.st_mtim.tv_sec, 1500000000) << "the target must be untouched";
-  // A symlink's atime must not change when it is read or stat-ed (gocryptfs gets this wrong).
-  char buf[16];
-  ASSERT_OK(::readlink(at("l").c_str(), buf, sizeof buf));
-  EXPECT_EQ(lstat_of(at("l")).st_atim.tv_sec, 1100000000);
+  // Stat-ing a symlink must not change its atime (gocryptfs reads the target to compute the size, and does).
+  for (int i = 0; i < 3; ++i) {
+    struct stat again = lstat_of(at("l"));
+    EXPECT_EQ(again.st_atim.tv_sec, 1100000000) << "lstat #" << i << " changed the symlink's atime";
+    EXPECT_EQ(again.st_size, 1);
+  }
 }
 
 TEST_F(PosixOps, WritingUpdatesMtime) {
