@@ -70,7 +70,12 @@ class ScratchVolume {
     opt.kdf = kArgonTesting;
     Volume::create(dir_, as_bytes(kScratchPassphrase), opt);
     vol_ = Volume::open(dir_, as_bytes(kScratchPassphrase));
-    std::atexit([] { instance().cleanup(); });
+  }
+  // Runs at exit, as a function-local static (libFuzzer ends with exit() after -max_total_time).
+  ~ScratchVolume() {
+    vol_.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
   }
   static ScratchVolume& instance() {
     static ScratchVolume v;
@@ -86,10 +91,6 @@ class ScratchVolume {
       std::error_code ec;
       std::filesystem::remove_all(e.path(), ec);
     }
-  }
-  void cleanup() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
   }
 
  private:

@@ -30,6 +30,7 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktra
 run_one() {
   local t=$1 log="$B/work/$1.log"
   mkdir -p "$B/work/$t" tests/fuzz/corpus/"$t"
+  rm -f "$B/artifacts/$t-"*
   # -max_len: the largest input each parser can meaningfully see (a config is at most 64 KiB).
   local maxlen=4096
   case $t in config | block_decode | fsck_tree) maxlen=65536 ;; esac
