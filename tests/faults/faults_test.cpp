@@ -1,0 +1,428 @@
+// Fault injection against the real daemon: a full disk, SIGKILL in the middle of heavy writing, and a backing
+// dir changed underneath a mount. Each checks what the user must be able to rely on afterwards, and fsck.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "fsck/checker.hpp"
+#include "veilfs/util/io.hpp"
+#include "veilfs/volume.hpp"
+
+namespace veil::faults {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+constexpr std::string_view kPass = "faults passphrase";
+constexpr uint32_t kB = format::kDefaultBlockSize;
+
+std::span<const uint8_t> pass_bytes() { return {reinterpret_cast<const uint8_t*>(kPass.data()), kPass.size()}; }
+
+std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (auto& b : out) b = static_cast<uint8_t>(rng());
+  return out;
+}
+
+std::string skip_reason() {
+  if (::access("/dev/fuse", R_OK | W_OK) != 0) return "/dev/fuse is missing: fault-injection tests cannot mount";
+  if (std::system("fusermount3 -V >/dev/null 2>&1") != 0) return "fusermount3 is missing";
+  return {};
+}
+#define SKIP_WITHOUT_FUSE()                                                               \
+  do {                                                                                    \
+    if (auto why = skip_reason(); !why.empty()) {                                         \
+      std::fprintf(stderr, "\n!!!!!!!! SKIPPED (NOT RUN): %s !!!!!!!!\n\n", why.c_str()); \
+      GTEST_SKIP() << why;                                                                \
+    }                                                                                     \
+  } while (0)
+
+bool is_mounted(const std::string& mnt) {
+  struct statfs s {};
+  return ::statfs(mnt.c_str(), &s) == 0 && s.f_type == 0x65735546;  // FUSE_SUPER_MAGIC
+}
+
+// A scratch directory with a volume, a passfile and a mountpoint; removed (and unmounted) at the end.
+struct Scratch {
+  std::string base, cipher, mnt, passfile;
+  bool tmpfs = false;
+  explicit Scratch(bool on_tmpfs = false, const char* tmpfs_size = "8m") {
+    char tmpl[] = "/tmp/veilfs-faults-XXXXXX";
+    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
+    base = tmpl;
+    mnt = base + "/mnt";
+    passfile = base + "/pass";
+    fs::create_directories(mnt);
+    std::ofstream(passfile) << kPass << "\n";
+    std::string backing = base + "/backing";
+    fs::create_directories(backing);
+    if (on_tmpfs) {
+      std::string opts = std::string("size=") + tmpfs_size;
+      if (::mount("veilfs-faults", backing.c_str(), "tmpfs", 0, opts.c_str()) != 0) return;  // tmpfs stays false
+      tmpfs = true;
+    }
+    cipher = backing + "/cipher";
+    fs::create_directories(cipher);
+    CreateOptions opt;
+    opt.kdf = kArgonTesting;
+    Volume::create(cipher, pass_bytes(), opt);
+  }
+  ~Scratch() {
+    if (is_mounted(mnt)) std::system(("fusermount3 -uz '" + mnt + "' 2>/dev/null").c_str());
+    if (tmpfs) ::umount2((base + "/backing").c_str(), MNT_DETACH);
+    std::error_code ec;
+    fs::remove_all(base, ec);
+  }
+};
+
+// The daemon in the foreground, as our child, so that the test can SIGKILL it.
+class Daemon {
+ public:
+  Daemon(const Scratch& s) : s_(s) {
+    log_ = s.base + "/daemon.log";
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::execl(VEILFS_BIN, "veilfs", "-f", "--passfile", s.passfile.c_str(), s.cipher.c_str(), s.mnt.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    // Wait (bounded) for the mount to appear, or for the daemon to die trying.
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (Clock::now() < deadline) {
+      if (is_mounted(s.mnt)) return;
+      int st = 0;
+      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling for a condition, bounded
+    }
+    ADD_FAILURE() << "veilfs did not mount; its log:\n" << log();
+  }
+  ~Daemon() {
+    if (pid_ > 0) unmount();
+  }
+  bool ok() const { return pid_ > 0 && is_mounted(s_.mnt); }
+  std::string log() const {
+    std::ifstream in(log_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  // Clean unmount; returns the daemon's exit status.
+  int unmount() {
+    std::system(("fusermount3 -u '" + s_.mnt + "' 2>/dev/null").c_str());
+    return reap(std::chrono::seconds(20));
+  }
+  void kill9() {
+    ::kill(pid_, SIGKILL);
+    reap(std::chrono::seconds(10));
+    std::system(("fusermount3 -uz '" + s_.mnt + "' 2>/dev/null").c_str());  // the dead mount (ENOTCONN)
+  }
+
+ private:
+  int reap(std::chrono::seconds limit) {
+    if (pid_ <= 0) return -1;
+    int st = 0;
+    auto deadline = Clock::now() + limit;
+    while (::waitpid(pid_, &st, WNOHANG) == 0) {
+      if (Clock::now() > deadline) {
+        ADD_FAILURE() << "veilfs did not exit after unmount; killing it";
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, &st, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    pid_ = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  const Scratch& s_;
+  std::string log_;
+  pid_t pid_ = -1;
+};
+
+// Runs fn in a child process with a deadline, so a hung mount fails the test instead of hanging it.
+// Returns fn's result (an errno, 0 for success, or a test-defined code), or -1 if it timed out.
+int in_child(const std::function<int()>& fn, int seconds = 15) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(static_cast<unsigned>(seconds));
+    ::_exit(fn());
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (WIFSIGNALED(st)) return -1;
+  return WEXITSTATUS(st);
+}
+
+constexpr int kMismatch = 200;  // in_child code: read succeeded with wrong bytes
+
+// Writes data to path (create or truncate), fsyncs, closes. Returns 0 or the first errno.
+int write_file(const std::string& path, std::span<const uint8_t> data, int flags = O_TRUNC) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
+  if (fd < 0) return errno;
+  size_t done = 0;
+  int err = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, std::min<size_t>(data.size() - done, 1 << 20));
+    if (n < 0) {
+      err = errno;
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (!err && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && !err) err = errno;
+  return err;
+}
+
+// 0 if path reads back exactly as expected, kMismatch if it reads differently, else the errno.
+int check_file(const std::string& path, std::span<const uint8_t> expect) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  std::vector<uint8_t> got(expect.size() + 1);
+  size_t done = 0;
+  while (done < got.size()) {
+    ssize_t n = ::read(fd, got.data() + done, got.size() - done);
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return e;
+    }
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return done == expect.size() && std::equal(expect.begin(), expect.end(), got.begin()) ? 0 : kMismatch;
+}
+
+fsck::Report run_fsck(const std::string& cipher) { return fsck::check_volume(cipher, pass_bytes(), {}); }
+
+// ---------------------------------------------------------------------------------------------------------------
+
+TEST(Faults, FullDiskFailsWithEnospcDamagesNothingAndRecovers) {
+  SKIP_WITHOUT_FUSE();
+  Scratch s(/*on_tmpfs=*/true);
+  if (!s.tmpfs) {
+    std::fprintf(stderr, "\n!!!!!!!! SKIPPED (NOT RUN): cannot mount a tmpfs (not root?) !!!!!!!!\n\n");
+    GTEST_SKIP() << "cannot mount a tmpfs";
+  }
+  Daemon d(s);
+  ASSERT_TRUE(d.ok());
+  const auto keep = pattern(1 << 20, 1), tail = pattern(5000, 2), more = pattern(20000, 3);
+  ASSERT_EQ(write_file(s.mnt + "/keep", keep), 0);
+  ASSERT_EQ(write_file(s.mnt + "/tail", tail), 0);
+
+  // Fill the disk: some write, fsync or close must fail, and with ENOSPC.
+  int fill_err = in_child([&] { return write_file(s.mnt + "/big", pattern(16 << 20, 4)); }, 30);
+  EXPECT_EQ(fill_err, ENOSPC) << "filling the disk failed with " << fill_err << " (" << std::strerror(fill_err) << ")";
+  // Appending to a file whose last block is partial, on a full disk: may fail, must not damage what was there.
+  int append_err = in_child([&] { return write_file(s.mnt + "/tail", more, O_APPEND); });
+  std::printf("full disk: filling failed with %s, appending with %s\n", std::strerror(fill_err),
+              append_err ? std::strerror(append_err) : "no error");
+  EXPECT_TRUE(append_err == 0 || append_err == ENOSPC) << "append on a full disk: " << std::strerror(append_err);
+  EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/keep", keep); }), 0) << "data written before the disk filled";
+  int tail_state = in_child([&] {
+    int fd = ::open((s.mnt + "/tail").c_str(), O_RDONLY);
+    if (fd < 0) return errno;
+    std::vector<uint8_t> got(64 * 1024);
+    ssize_t n = ::read(fd, got.data(), got.size());
+    int e = n < 0 ? errno : 0;
+    ::close(fd);
+    if (e) return e;
+    return n >= 5000 && std::equal(tail.begin(), tail.end(), got.begin()) ? 0 : kMismatch;
+  });
+  EXPECT_EQ(tail_state, 0) << "the file appended to on a full disk no longer reads back its old contents";
+
+  // Free the space: everything works again.
+  EXPECT_EQ(in_child([&] { return ::unlink((s.mnt + "/big").c_str()) == 0 ? 0 : errno; }), 0);
+  const auto after = pattern(1 << 20, 5);
+  EXPECT_EQ(in_child([&] { return write_file(s.mnt + "/after", after); }), 0) << "writing after freeing space";
+  EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/after", after); }), 0);
+  EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/keep", keep); }), 0);
+  EXPECT_EQ(d.unmount(), 0) << d.log();
+
+  fsck::Report r = run_fsck(s.cipher);
+  EXPECT_EQ(r.sorted_lines(), std::vector<std::string>{}) << "fsck after a full disk";
+}
+
+TEST(Faults, SigkillDuringHeavyWritingLosesNothingFsynced) {
+  SKIP_WITHOUT_FUSE();
+  Scratch s;
+  auto d = std::make_unique<Daemon>(s);
+  ASSERT_TRUE(d->ok());
+
+  // Each writer creates files, writes, fsyncs and closes them, and renames every third one. What completed is
+  // recorded after it completed; what was under way is recorded before it started.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::string, uint32_t> committed;  // plain name -> content seed
+  std::set<std::string> in_flight;
+  std::atomic<bool> stop{false};
+  auto size_of = [](uint32_t seed) { return static_cast<size_t>(seed * 7919u % (300 * 1024)) + 1; };
+  auto writer = [&](int w) {
+    for (uint32_t i = 0; !stop; ++i) {
+      const uint32_t seed = static_cast<uint32_t>(w) * 100000u + i;
+      const std::string name = "w" + std::to_string(w) + "-" + std::to_string(i);
+      {
+        std::lock_guard lk(mu);
+        in_flight.insert(name);
+      }
+      if (write_file(s.mnt + "/" + name, pattern(size_of(seed), seed)) != 0) return;  // the daemon is gone
+      std::string final_name = name;
+      if (i % 3 == 2) {
+        final_name = "r" + name;
+        {
+          std::lock_guard lk(mu);
+          in_flight.insert(final_name);
+        }
+        if (::rename((s.mnt + "/" + name).c_str(), (s.mnt + "/" + final_name).c_str()) != 0) return;
+      }
+      std::lock_guard lk(mu);
+      in_flight.erase(name);
+      in_flight.erase(final_name);
+      committed[final_name] = seed;
+      cv.notify_all();
+    }
+  };
+  std::thread t1(writer, 1), t2(writer, 2);
+  {
+    std::unique_lock lk(mu);
+    // Enough work done, with more under way, before the kill; bounded so a stuck daemon fails instead of hanging.
+    bool enough = cv.wait_for(lk, std::chrono::seconds(30), [&] { return committed.size() >= 40; });
+    EXPECT_TRUE(enough) << "writers made too little progress: " << committed.size();
+  }
+  d->kill9();
+  stop = true;
+  t1.join();
+  t2.join();
+  d.reset();
+
+  Daemon again(s);
+  ASSERT_TRUE(again.ok()) << "remount after SIGKILL failed";
+  for (const auto& [name, seed] : committed) {
+    auto expect = pattern(size_of(seed), seed);
+    EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/" + name, expect); }), 0) << name << " was fsynced";
+  }
+  // A file being written at the kill may be short or unreadable (EIO), never wrong: each byte is what was written,
+  // or zero where a block had not reached the disk.
+  for (const auto& name : in_flight) {
+    std::string base = name[0] == 'r' ? name.substr(1) : name;
+    uint32_t w = static_cast<uint32_t>(base[1] - '0'), i = static_cast<uint32_t>(std::stoul(base.substr(3)));
+    uint32_t seed = w * 100000u + i;
+    auto expect = pattern(size_of(seed), seed);
+    int r = in_child([&] {
+      int fd = ::open((s.mnt + "/" + name).c_str(), O_RDONLY);
+      if (fd < 0) return errno == ENOENT ? 0 : errno;
+      std::vector<uint8_t> got(expect.size() + 1);
+      ssize_t n = ::read(fd, got.data(), got.size());
+      ::close(fd);
+      if (n < 0) return errno == EIO ? 0 : errno;
+      for (ssize_t k = 0; k < n; ++k)
+        if (static_cast<size_t>(k) >= expect.size() || (got[k] != expect[k] && got[k] != 0)) return kMismatch;
+      return 0;
+    });
+    EXPECT_EQ(r, 0) << name << " (being written at the kill) reads as garbage or fails oddly";
+  }
+  EXPECT_EQ(again.unmount(), 0);
+
+  fsck::Report rep = run_fsck(s.cipher);
+  std::printf("SIGKILL: %zu files fsynced before the kill, %zu under way; fsck: %llu problem(s)\n", committed.size(),
+              in_flight.size(), static_cast<unsigned long long>(rep.problem_count));
+  for (const auto& p : rep.problems) {
+    std::printf("  %s\n", p.line().c_str());
+    std::string name = p.path.substr(1);
+    EXPECT_TRUE(in_flight.count(name)) << "fsck reports a file that was not being written: " << p.line();
+  }
+}
+
+TEST(Faults, BackingDirChangedUnderneathGivesEioOrEnoentNeverACrashOrHang) {
+  SKIP_WITHOUT_FUSE();
+  Scratch s;
+  const auto a = pattern(5 * kB, 10), b = pattern(100, 11), c = pattern(3 * kB + 5, 12);
+  {
+    Daemon d(s);
+    ASSERT_TRUE(d.ok());
+    ASSERT_EQ(write_file(s.mnt + "/a", a), 0);
+    ASSERT_EQ(write_file(s.mnt + "/b", b), 0);
+    ASSERT_EQ(write_file(s.mnt + "/c", c), 0);
+    ASSERT_EQ(::mkdir((s.mnt + "/dir").c_str(), 0755), 0);
+    ASSERT_EQ(write_file(s.mnt + "/dir/inner", b), 0);
+    EXPECT_EQ(d.unmount(), 0);
+  }
+  // Find the backing names with the engines, then change the backing dir behind a fresh mount's back.
+  auto vol = Volume::open(s.cipher, pass_bytes());
+  auto backing = [&](const std::string& n) { return s.cipher + "/" + vol->names().encrypt(vol->root_iv(), n); };
+  Daemon d(s);
+  ASSERT_TRUE(d.ok());
+  // Removed from outside: ENOENT.
+  ASSERT_EQ(::unlink(backing("b").c_str()), 0);
+  EXPECT_EQ(in_child([&] { return ::open((s.mnt + "/b").c_str(), O_RDONLY) < 0 ? errno : 0; }), ENOENT);
+  // Corrupted from outside: EIO for the damaged block, the rest of the file still reads.
+  {
+    std::fstream f(backing("a"), std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(vol->content()->layout().slot_offset(1) + 100));
+    f.put('\x5a');
+  }
+  EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/a", a); }), EIO) << "a corrupted block must read as EIO";
+  EXPECT_EQ(
+      in_child([&] {
+        int fd = ::open((s.mnt + "/a").c_str(), O_RDONLY);
+        std::vector<uint8_t> got(kB);
+        ssize_t n = ::pread(fd, got.data(), got.size(), 3 * kB);
+        ::close(fd);
+        return n == static_cast<ssize_t>(kB) && std::equal(got.begin(), got.end(), a.begin() + 3 * kB) ? 0 : kMismatch;
+      }),
+      0)
+      << "an undamaged block of a damaged file must still read";
+  // Truncated from outside at a block boundary: detected, not served as a shorter file.
+  ASSERT_EQ(::truncate(backing("c").c_str(), static_cast<off_t>(vol->content()->layout().slot_offset(2))), 0);
+  EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/c", c); }), EIO) << "a file cut at a block boundary";
+  // Added from outside: a foreign file stays hidden, a valid encrypted file appears.
+  std::ofstream(s.cipher + "/junk.txt") << "foreign";
+  {
+    UniqueFd fd(::open(backing("added").c_str(), O_RDWR | O_CREAT | O_EXCL, 0644));
+    ContentFile f(vol->content(), std::move(fd));
+    f.write(0, a);
+  }
+  EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/added", a); }), 0) << "a file added from outside";
+  EXPECT_EQ(in_child([&] { return ::access((s.mnt + "/junk.txt").c_str(), F_OK) == 0 ? kMismatch : errno; }), ENOENT);
+  // A directory removed from outside, with its contents.
+  fs::remove_all(backing("dir"));
+  EXPECT_EQ(in_child([&] { return ::open((s.mnt + "/dir/inner").c_str(), O_RDONLY) < 0 ? errno : 0; }), ENOENT);
+  // And the mount is still alive and answers.
+  EXPECT_EQ(in_child([&] {
+              std::error_code ec;
+              size_t n = 0;
+              for (auto it = fs::directory_iterator(s.mnt, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+                ++n;
+              return ec ? ec.value() : 0;
+            }),
+            0);
+  EXPECT_TRUE(d.ok()) << "the daemon died: " << d.log();
+  EXPECT_EQ(d.unmount(), 0) << d.log();
+}
+
+}  // namespace
+}  // namespace veil::faults
