@@ -186,7 +186,7 @@ class Model {
 
 TEST_F(Exerciser, RandomOperationsMatchTheModelAcrossRemount) {
   const uint64_t seed = seed_from_env(20261121);
-  const int kOps = 3000;
+  const int kOps = 8000;
   std::fprintf(stderr, "[veilfs] exerciser seed %llu (set VEILFS_EXERCISER_SEED to replay)\n",
                static_cast<unsigned long long>(seed));
   std::vector<std::unique_ptr<Model>> files;
@@ -344,6 +344,49 @@ TEST_F(Exerciser, ConcurrentAppendersAndTruncatorsOnSeparateFilesStayIndependent
     EXPECT_EQ(first_difference(read_file(p), want[static_cast<size_t>(f)]), "") << p;
     suite().ledger().keep(rel("file" + std::to_string(f)), want[static_cast<size_t>(f)]);
   }
+}
+
+TEST_F(Exerciser, ManyMoreInodesThanTheDaemonMayHoldDescriptorsFor) {
+  // The kernel remembers every inode it has looked up; a daemon holding one descriptor per inode runs out
+  // (libfuse's passthrough_ll does, with EMFILE). Cap the daemon at 256 descriptors and use 2,500 files.
+  VolumeDir vol("manyfiles");
+  ASSERT_EQ(vol.create(), "");
+  Mount m(vol, {}, 256);
+  ASSERT_TRUE(m.ok()) << m.error();
+  const int kDirs = 10, kPerDir = 250;
+  for (int d = 0; d < kDirs; ++d) {
+    std::string dp = vol.mnt + "/veilmark_d" + std::to_string(d);
+    ASSERT_EQ(::mkdir(dp.c_str(), 0755), 0) << err_name(errno);
+    for (int f = 0; f < kPerDir; ++f)
+      write_file(dp + "/f" + std::to_string(f), "content " + std::to_string(d * 1000 + f));
+  }
+  // Keep some files open meanwhile, as a busy program would.
+  std::vector<UniqueFd> held;
+  for (int f = 0; f < 100; ++f) {
+    held.emplace_back(::open((vol.mnt + "/veilmark_d0/f" + std::to_string(f)).c_str(), O_RDWR));
+    ASSERT_TRUE(held.back()) << "holding file " << f << " open: " << err_name(errno);
+  }
+  for (int d = 0; d < kDirs; ++d) {
+    std::string dp = vol.mnt + "/veilmark_d" + std::to_string(d);
+    ASSERT_EQ(list_dir(dp).size(), static_cast<size_t>(kPerDir));
+    for (int f = 0; f < kPerDir; ++f) {
+      std::string p = dp + "/f" + std::to_string(f);
+      struct stat st {};
+      ASSERT_EQ(::stat(p.c_str(), &st), 0) << p << ": " << err_name(errno);
+      ASSERT_EQ(read_file(p), "content " + std::to_string(d * 1000 + f));
+    }
+  }
+  for (int f = 0; f < 100; ++f) {
+    write_fd_at(held[static_cast<size_t>(f)].get(), 0, "CONTENT");
+    ASSERT_EQ(::rename((vol.mnt + "/veilmark_d0/f" + std::to_string(f)).c_str(),
+                       (vol.mnt + "/veilmark_d9/moved" + std::to_string(f)).c_str()),
+              0)
+        << err_name(errno);
+  }
+  held.clear();
+  for (int f = 0; f < 100; ++f)
+    EXPECT_EQ(read_file(vol.mnt + "/veilmark_d9/moved" + std::to_string(f)), "CONTENT " + std::to_string(f));
+  EXPECT_EQ(m.unmount(), "");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -301,7 +302,8 @@ std::string VolumeDir::create(const std::string& cipher_name) {
 
 // ---- Mount ----
 
-Mount::Mount(const VolumeDir& vol, const std::vector<std::string>& extra_args) : mnt_(vol.mnt) {
+Mount::Mount(const VolumeDir& vol, const std::vector<std::string>& extra_args, unsigned long max_open_files)
+    : mnt_(vol.mnt) {
   log_path_ = vol.root.path() + "/daemon-" + std::to_string(++g_log_counter) + ".log";
   std::vector<std::string> argv{veilfs_binary(), "-f", "--passfile", vol.passfile};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
@@ -321,6 +323,12 @@ Mount::Mount(const VolumeDir& vol, const std::vector<std::string>& extra_args) :
   if (pid_ == 0) {
     // If the test process dies, the daemon gets SIGTERM and unmounts, instead of lingering.
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (max_open_files > 0) {
+      struct rlimit rl {
+        max_open_files, max_open_files
+      };
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
+    }
     ::dup2(devnull.get(), 0);
     ::dup2(logfd.get(), 1);
     ::dup2(logfd.get(), 2);

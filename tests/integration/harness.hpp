@@ -88,8 +88,9 @@ struct VolumeDir {
 // daemon, so a failing test never leaves a mount behind.
 class Mount {
  public:
-  // Starts the daemon; check ok() / error() afterwards.
-  Mount(const VolumeDir& vol, const std::vector<std::string>& extra_args = {});
+  // Starts the daemon; check ok() / error() afterwards. max_open_files > 0 caps the daemon's RLIMIT_NOFILE (soft
+  // and hard), to prove it copes with more inodes than it may hold descriptors.
+  Mount(const VolumeDir& vol, const std::vector<std::string>& extra_args = {}, unsigned long max_open_files = 0);
   ~Mount();
   Mount(const Mount&) = delete;
   Mount& operator=(const Mount&) = delete;

@@ -378,6 +378,24 @@ TEST_F(PosixOps, TruncateErrors) {
   EXPECT_ERRNO(::truncate(at("f").c_str(), -1), EINVAL);
 }
 
+TEST_F(PosixOps, OffsetsBeyondFourGiBWork) {
+  // 64-bit offsets all the way through: block index arithmetic must not wrap at 2^32 bytes or blocks.
+  UniqueFd fd(::open(at("huge").c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd);
+  const uint64_t far = (uint64_t{5} << 30) + 4093;
+  std::string mark = marker_content(9000, 20);
+  write_fd_at(fd.get(), far, mark);
+  struct stat st {};
+  ASSERT_OK(::fstat(fd.get(), &st));
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), far + mark.size());
+  EXPECT_EQ(read_fd_at(fd.get(), far, mark.size()), mark);
+  EXPECT_EQ(read_fd_at(fd.get(), far - 5000, 5000), std::string(5000, '\0'));
+  EXPECT_EQ(read_fd_at(fd.get(), uint64_t{1} << 32, 4096), std::string(4096, '\0'));
+  ASSERT_OK(::ftruncate(fd.get(), static_cast<off_t>(far + 100)));
+  EXPECT_EQ(read_fd_at(fd.get(), far, 200), mark.substr(0, 100));
+  ASSERT_OK(::ftruncate(fd.get(), 0));
+}
+
 // ---- fallocate ----
 
 TEST_F(PosixOps, FallocateModeZeroExtendsWithZerosAndKeepsData) {
@@ -942,6 +960,34 @@ TEST_F(PosixOps, A256ByteNameGivesENAMETOOLONG) {
   struct stat st {};
   EXPECT_ERRNO(::lstat(at(name).c_str(), &st), ENAMETOOLONG);
   EXPECT_EQ(list_dir(dir()), std::vector<std::string>{"f"});
+}
+
+TEST_F(PosixOps, RenameToAnotherFilesystemGivesEXDEV) {
+  write_file(at("f"), "x");
+  std::string outside = suite().volume().root.path() + "/outside";
+  EXPECT_ERRNO(::rename(at("f").c_str(), outside.c_str()), EXDEV);
+  EXPECT_ERRNO(::link(at("f").c_str(), outside.c_str()), EXDEV);
+}
+
+TEST_F(PosixOps, HardLinksAndInodeIdentitySurviveRemount) {
+  std::string c = marker_content(5000, 21);
+  ASSERT_OK(::mkdir(at("d").c_str(), 0755));
+  write_file(at("a"), c);
+  ASSERT_OK(::link(at("a").c_str(), at("d/b").c_str()));
+  ASSERT_OK(::chmod(at("a").c_str(), 0604));
+  ASSERT_EQ(suite().remount(), "");
+  struct stat sa = lstat_of(at("a")), sb = lstat_of(at("d/b"));
+  EXPECT_EQ(sa.st_ino, sb.st_ino);
+  EXPECT_EQ(sa.st_nlink, 2u);
+  EXPECT_EQ(sb.st_mode & 07777, 0604u);
+  {
+    UniqueFd fd(::open(at("d/b").c_str(), O_WRONLY | O_APPEND));
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::write(fd.get(), "+more", 5), 5);
+  }
+  EXPECT_EQ(read_file(at("a")), c + "+more");
+  suite().ledger().keep(rel("a"), c + "+more");
+  suite().ledger().keep(rel("d/b"), c + "+more");
 }
 
 // ---- open files across unlink and rename ----
