@@ -72,12 +72,15 @@ void xchacha20_xor(std::span<uint8_t> out, std::span<const uint8_t> in, std::spa
 SecretBytes argon2id(std::span<const uint8_t> secret, std::span<const uint8_t> salt, const Argon2Params& p) {
   ensure_sodium();
   if (salt.size() != crypto_pwhash_SALTBYTES) throw_invalid("argon2id salt must be 16 bytes");
-  if (p.opslimit < kArgonMinOps || p.opslimit > kArgonMaxOps || p.memlimit < kArgonMinMem ||
-      p.memlimit > kArgonMaxMem)
+  if (p.opslimit < kArgonMinOps || p.opslimit > kArgonMaxOps || p.memlimit < kArgonMinMem || p.memlimit > kArgonMaxMem)
     throw_invalid("argon2id parameters out of the accepted range");
   SecretBytes out(32);
-  if (crypto_pwhash(out.data(), out.size(), reinterpret_cast<const char*>(secret.data()), secret.size(), salt.data(),
-                    p.opslimit, p.memlimit, crypto_pwhash_ALG_ARGON2ID13) != 0)
+  // crypto_pwhash declares its password pointer non-null; an empty secret (an empty key file, an empty line on
+  // stdin) has none, and passing it would be undefined behaviour rather than a wrong-passphrase error.
+  static const char kEmpty = 0;
+  const char* pw = secret.empty() ? &kEmpty : reinterpret_cast<const char*>(secret.data());
+  if (crypto_pwhash(out.data(), out.size(), pw, secret.size(), salt.data(), p.opslimit, p.memlimit,
+                    crypto_pwhash_ALG_ARGON2ID13) != 0)
     throw Error(ErrorKind::Io, ENOMEM, "argon2id: out of memory");
   return out;
 }
