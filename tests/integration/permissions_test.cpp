@@ -136,5 +136,31 @@ TEST_F(Permissions, SetgidDirectoryPassesItsGroupOn) {
   EXPECT_EQ(st.st_gid, 4242u) << "a file in a setgid directory takes the directory's group";
 }
 
+TEST_F(Permissions, OwnersMayChmodButNotChownAndModesBindThemToo) {
+  int r = as_nobody([&] {
+    int fd = ::open(at("own").c_str(), O_CREAT | O_WRONLY, 0644);
+    if (fd < 0) return errno;
+    ::close(fd);
+    if (::chmod(at("own").c_str(), 0444) != 0) return errno;
+    return 0;
+  });
+  ASSERT_EQ(r, 0) << err_name(r);
+  r = as_nobody([&] { return errno_of(::open(at("own").c_str(), O_WRONLY)); });
+  EXPECT_EQ(r, EACCES) << "the owner writing a 0444 file: got " << err_name(r);
+  r = as_nobody([&] { return errno_of(::chown(at("own").c_str(), 0, 0)); });
+  EXPECT_EQ(r, EPERM) << "giving a file away: got " << err_name(r);
+  r = as_nobody([&] {
+    struct timespec ts[2] = {{1, 0}, {2, 0}};
+    return errno_of(::utimensat(AT_FDCWD, at("own").c_str(), ts, 0));
+  });
+  EXPECT_EQ(r, 0) << "the owner setting its own times: " << err_name(r);
+  write_file(at("roots"), "x", 0666);
+  r = as_nobody([&] {
+    struct timespec ts[2] = {{1, 0}, {2, 0}};
+    return errno_of(::utimensat(AT_FDCWD, at("roots").c_str(), ts, 0));
+  });
+  EXPECT_EQ(r, EPERM) << "setting explicit times on another user's file: got " << err_name(r);
+}
+
 }  // namespace
 }  // namespace veiltest

@@ -237,6 +237,50 @@ TEST_F(PosixOps, OpenReadOnlyRefusesWritesWithEBADF) {
   EXPECT_ERRNO(::ftruncate(fd.get(), 0), EINVAL);
 }
 
+TEST_F(PosixOps, WriteOnlyDescriptorsCanWritePartialBlocks) {
+  // The daemon must read the rest of a block to re-encrypt it, even when the caller opened the file O_WRONLY.
+  std::string c = marker_content(10000, 22);
+  write_file(at("f"), c, 0200);
+  UniqueFd fd(::open(at("f").c_str(), O_WRONLY));
+  ASSERT_TRUE(fd) << err_name(errno);
+  write_fd_at(fd.get(), 100, "0123456789");
+  write_fd_at(fd.get(), 4090, "across-the-boundary");
+  write_fd_at(fd.get(), 9995, "past-the-end");
+  fd.reset();
+  c.replace(100, 10, "0123456789");
+  c.replace(4090, 19, "across-the-boundary");
+  c.resize(9995);
+  c += "past-the-end";
+  EXPECT_EQ(first_difference(read_file(at("f")), c), "");
+  suite().ledger().keep(rel("f"), c);
+}
+
+TEST_F(PosixOps, ExplicitTimesSetWhileOpenAreNotOverwrittenByLaterFlushes) {
+  // With a writeback cache, dirty data flushed at close must not stamp a newer mtime over the one set by
+  // futimens (cp -p, tar and rsync write, then set times, sometimes before closing).
+  UniqueFd fd(::open(at("f").c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd);
+  write_fd_at(fd.get(), 0, marker_content(100000, 23));
+  struct timespec ts[2] = {{1000000000, 5}, {1000000000, 6}};
+  ASSERT_OK(::futimens(fd.get(), ts));
+  fd.reset();
+  EXPECT_EQ(lstat_of(at("f")).st_mtim.tv_sec, 1000000000);
+  EXPECT_EQ(lstat_of(at("f")).st_mtim.tv_nsec, 6);
+  ASSERT_EQ(suite().remount(), "");
+  EXPECT_EQ(lstat_of(at("f")).st_mtim.tv_sec, 1000000000) << "after remount";
+  EXPECT_EQ(lstat_of(at("f")).st_mtim.tv_nsec, 6);
+  EXPECT_EQ(lstat_of(at("f")).st_size, 100000);
+}
+
+TEST_F(PosixOps, SymlinkLoopsGiveELOOP) {
+  ASSERT_OK(::symlink("b", at("a").c_str()));
+  ASSERT_OK(::symlink("a", at("b").c_str()));
+  EXPECT_ERRNO(::open(at("a").c_str(), O_RDONLY), ELOOP);
+  struct stat st {};
+  EXPECT_ERRNO(::stat(at("a").c_str(), &st), ELOOP);
+  EXPECT_OK(::lstat(at("a").c_str(), &st));
+}
+
 // ---- read / write / fsync ----
 
 TEST_F(PosixOps, ReadAndWriteAtEveryAlignmentRoundTrip) {
