@@ -60,6 +60,15 @@ void blake2b(std::span<uint8_t> out, std::initializer_list<std::span<const uint8
   blake2b_keyed(out, {}, parts);
 }
 
+void sha256(std::span<uint8_t, 32> out, std::initializer_list<std::span<const uint8_t>> parts) {
+  ensure_sodium();
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  for (auto p : parts)
+    if (!p.empty()) crypto_hash_sha256_update(&st, p.data(), p.size());
+  crypto_hash_sha256_final(&st, out.data());
+}
+
 void xchacha20_xor(std::span<uint8_t> out, std::span<const uint8_t> in, std::span<const uint8_t> nonce24,
                    std::span<const uint8_t> key32) {
   ensure_sodium();

@@ -46,6 +46,15 @@ TEST(Hkdf, LabelsSeparateKeysAndLengthIsBounded) {
   EXPECT_EQ(hkdf_sha256(ikm, {}, "a", 255 * 32).size(), 255u * 32);
 }
 
+TEST(Sha256, KnownVectors) {
+  std::array<uint8_t, 32> d{};
+  sha256(d, {});
+  EXPECT_EQ(hex_encode(d), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  const std::vector<uint8_t> ab = {'a', 'b'}, c = {'c'};
+  sha256(d, {ab, c});  // parts are concatenated
+  EXPECT_EQ(hex_encode(d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
 TEST(Base64Url, RoundTripsEveryLength) {
   std::mt19937 rng(1);
   for (size_t n = 0; n < 100; ++n) {

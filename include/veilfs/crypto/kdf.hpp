@@ -22,6 +22,8 @@ void blake2b_keyed(std::span<uint8_t> out, std::span<const uint8_t> key,
                    std::initializer_list<std::span<const uint8_t>> parts);
 // Unkeyed BLAKE2b (checksums, long-name hashes).
 void blake2b(std::span<uint8_t> out, std::initializer_list<std::span<const uint8_t>> parts);
+// SHA-256 (32 bytes out) of the concatenation of parts: for interoperable digests such as test manifests.
+void sha256(std::span<uint8_t, 32> out, std::initializer_list<std::span<const uint8_t>> parts);
 
 // XChaCha20 keystream XOR (no authentication; the caller authenticates, e.g. SIV names).
 void xchacha20_xor(std::span<uint8_t> out, std::span<const uint8_t> in, std::span<const uint8_t> nonce24,
