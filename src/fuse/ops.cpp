@@ -279,10 +279,12 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
   with_errno(req, [&] {
     Fs& fs = fs_of(req);
     auto& dh = *reinterpret_cast<DirHandle*>(fi->fh);
-    std::lock_guard lk(dh.mu);
-    const auto& ents = fs.readdir(dh, static_cast<uint64_t>(off));
     std::vector<char> buf(size);
     size_t pos = 0;
+    // The lock must be gone before the reply: once the caller has its entries it may close the directory,
+    // and the RELEASEDIR that frees dh can run on another thread at once.
+    std::unique_lock lk(dh.mu);
+    const auto& ents = fs.readdir(dh, static_cast<uint64_t>(off));
     for (size_t i = static_cast<size_t>(off); i < ents.size(); ++i) {
       const DirEntry& de = ents[i];
       size_t need;
@@ -313,6 +315,7 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
       }
       pos += need;
     }
+    lk.unlock();
     fuse_reply_buf(req, buf.data(), pos);
   });
 }
