@@ -40,7 +40,7 @@ struct DetachedMountGuard {
 
 TEST_F(CommandLine, WrongPassphraseExitsWith10AndDoesNotMount) {
   VolumeDir vol("cli-wrongpass");
-  ASSERT_EQ(vol.create(), "");
+  ASSERT_NO_ERROR(vol.create());
   std::string wrong = vol.root.path() + "/wrongpass";
   write_file(wrong, "veilmark wrong passphrase\n", 0600);
   DetachedMountGuard guard{vol.mnt};
@@ -58,7 +58,7 @@ TEST_F(CommandLine, WrongPassphraseExitsWith10AndDoesNotMount) {
 
 TEST_F(CommandLine, MissingMountpointExitsWith15AndSaysWhy) {
   VolumeDir vol("cli-nomnt");
-  ASSERT_EQ(vol.create(), "");
+  ASSERT_NO_ERROR(vol.create());
   std::string missing = vol.root.path() + "/does-not-exist";
   DetachedMountGuard guard{missing};
   auto r = veilfs({"--passfile", vol.passfile, vol.cipher, missing});
@@ -84,13 +84,13 @@ TEST_F(CommandLine, ADirectoryWithoutAVolumeIsRefused) {
 
 TEST_F(CommandLine, BackgroundModeReturnsOnlyWhenTheMountIsUsable) {
   VolumeDir vol("cli-bg");
-  ASSERT_EQ(vol.create(), "");
+  ASSERT_NO_ERROR(vol.create());
   std::string content = marker_content(10000, 40);
   {
     Mount m(vol);
     ASSERT_TRUE(m.ok()) << m.error();
     write_file(vol.mnt + "/veilmark_before", content);
-    ASSERT_EQ(m.unmount(), "");
+    ASSERT_NO_ERROR(m.unmount());
   }
   DetachedMountGuard guard{vol.mnt};
   auto r = veilfs({"--passfile", vol.passfile, vol.cipher, vol.mnt});
@@ -111,13 +111,13 @@ TEST_F(CommandLine, BackgroundModeReturnsOnlyWhenTheMountIsUsable) {
 
 TEST_F(CommandLine, ReadOnlyMountRefusesEveryChange) {
   VolumeDir vol("cli-ro");
-  ASSERT_EQ(vol.create(), "");
+  ASSERT_NO_ERROR(vol.create());
   {
     Mount m(vol);
     ASSERT_TRUE(m.ok()) << m.error();
     write_file(vol.mnt + "/veilmark_file", "read me");
     ASSERT_EQ(::mkdir((vol.mnt + "/d").c_str(), 0755), 0);
-    ASSERT_EQ(m.unmount(), "");
+    ASSERT_NO_ERROR(m.unmount());
   }
   Mount m(vol, {"--ro"});
   ASSERT_TRUE(m.ok()) << m.error();
@@ -134,13 +134,13 @@ TEST_F(CommandLine, ReadOnlyMountRefusesEveryChange) {
 
 TEST_F(CommandLine, SigtermAndSigintUnmountCleanlyWithAllDataWritten) {
   VolumeDir vol("cli-signal");
-  ASSERT_EQ(vol.create(), "");
+  ASSERT_NO_ERROR(vol.create());
   std::string content = marker_content(300000, 41);
   for (int sig : {SIGTERM, SIGINT}) {
     Mount m(vol);
     ASSERT_TRUE(m.ok()) << m.error();
     write_file(vol.mnt + "/veilmark_" + std::to_string(sig), content);
-    EXPECT_EQ(m.stop_with_signal(sig), "") << "signal " << sig;
+    EXPECT_NO_ERROR(m.stop_with_signal(sig)) << "signal " << sig;
     EXPECT_FALSE(is_mountpoint(vol.mnt));
   }
   Mount m(vol);
@@ -151,20 +151,20 @@ TEST_F(CommandLine, SigtermAndSigintUnmountCleanlyWithAllDataWritten) {
 TEST_F(CommandLine, BothCiphersMountAndLeakNothing) {
   for (const char* cipher : {"xchacha20poly1305", "aes256gcm"}) {
     VolumeDir vol(std::string("cli-") + cipher);
-    ASSERT_EQ(vol.create(cipher), "");
+    ASSERT_NO_ERROR(vol.create(cipher));
     std::string content = marker_content(50000, 42);
     {
       Mount m(vol);
       ASSERT_TRUE(m.ok()) << cipher << ": " << m.error();
       ASSERT_EQ(::mkdir((vol.mnt + "/veilmark_dir").c_str(), 0755), 0);
       write_file(vol.mnt + "/veilmark_dir/veilmark_file", content);
-      ASSERT_EQ(m.unmount(), "");
+      ASSERT_NO_ERROR(m.unmount());
     }
     {
       Mount m(vol);
       ASSERT_TRUE(m.ok()) << m.error();
       EXPECT_EQ(read_file(vol.mnt + "/veilmark_dir/veilmark_file"), content) << cipher;
-      ASSERT_EQ(m.unmount(), "");
+      ASSERT_NO_ERROR(m.unmount());
     }
     auto leaks = scan_for_plaintext(vol.cipher, {kNameMarker, kContentMarker});
     EXPECT_TRUE(leaks.empty()) << cipher << ": " << leaks.front();

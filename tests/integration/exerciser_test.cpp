@@ -192,17 +192,17 @@ TEST_F(Exerciser, RandomOperationsMatchTheModelAcrossRemount) {
   std::vector<std::unique_ptr<Model>> files;
   for (int i = 0; i < 3; ++i) {
     files.push_back(std::make_unique<Model>(at("fsx" + std::to_string(i)), seed * 31 + static_cast<uint64_t>(i)));
-    ASSERT_EQ(files.back()->open(), "");
+    ASSERT_NO_ERROR(files.back()->open());
   }
   std::mt19937_64 pick(seed);
   std::deque<std::string> recent;  // the last operations, printed on failure
   for (int n = 0; n < kOps; ++n) {
     if (n == kOps / 2) {
       for (auto& f : files) f->close();
-      ASSERT_EQ(suite().remount(), "") << "remount in the middle of the exerciser";
+      ASSERT_NO_ERROR(suite().remount()) << "remount in the middle of the exerciser";
       for (auto& f : files) {
-        ASSERT_EQ(f->verify_all(), "") << f->path() << " after remount";
-        ASSERT_EQ(f->open(), "");
+        ASSERT_NO_ERROR(f->verify_all()) << f->path() << " after remount";
+        ASSERT_NO_ERROR(f->open());
       }
     }
     auto& f = *files[pick() % files.size()];
@@ -222,7 +222,7 @@ TEST_F(Exerciser, RandomOperationsMatchTheModelAcrossRemount) {
   }
   for (auto& f : files) {
     f->close();
-    EXPECT_EQ(f->verify_all(), "") << f->path();
+    EXPECT_NO_ERROR(f->verify_all()) << f->path();
     suite().ledger().keep(f->path().substr(mnt().size() + 1), f->data());
   }
 }
@@ -350,7 +350,7 @@ TEST_F(Exerciser, ManyMoreInodesThanTheDaemonMayHoldDescriptorsFor) {
   // The kernel remembers every inode it has looked up; a daemon holding one descriptor per inode runs out
   // (libfuse's passthrough_ll does, with EMFILE). Cap the daemon at 256 descriptors and use 2,500 files.
   VolumeDir vol("manyfiles");
-  ASSERT_EQ(vol.create(), "");
+  ASSERT_NO_ERROR(vol.create());
   Mount m(vol, {}, 256);
   ASSERT_TRUE(m.ok()) << m.error();
   const int kDirs = 10, kPerDir = 250;
@@ -386,7 +386,7 @@ TEST_F(Exerciser, ManyMoreInodesThanTheDaemonMayHoldDescriptorsFor) {
   held.clear();
   for (int f = 0; f < 100; ++f)
     EXPECT_EQ(read_file(vol.mnt + "/veilmark_d9/moved" + std::to_string(f)), "CONTENT " + std::to_string(f));
-  EXPECT_EQ(m.unmount(), "");
+  EXPECT_NO_ERROR(m.unmount());
 }
 
 }  // namespace

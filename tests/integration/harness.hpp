@@ -186,7 +186,7 @@ class MountedTest : public ::testing::Test {
       print_loud_skip(suite_->skip_reason());
       GTEST_SKIP() << suite_->skip_reason();
     }
-    ASSERT_EQ(suite_->setup_error(), "");
+    ASSERT_TRUE(suite_->setup_error().empty()) << suite_->setup_error();
     dir_ = suite_->mnt() + "/" + kNameMarker + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
     ASSERT_EQ(::mkdir(dir_.c_str(), 0755), 0) << dir_ << ": " << strerror(errno);
   }
@@ -245,3 +245,20 @@ std::string err_name(int e);
     auto veiltest_rc_ = (expr);                                                       \
     ASSERT_NE(veiltest_rc_, -1) << #expr << " failed: " << veiltest::err_name(errno); \
   } while (0)
+
+// For calls that return an error description (empty on success): print it once, not as a diff. Streamable like
+// the gtest macros; the switch keeps an enclosing if/else unambiguous (as gtest's own macros do).
+#define EXPECT_NO_ERROR(expr)                                          \
+  switch (0)                                                           \
+  case 0:                                                              \
+  default:                                                             \
+    if (const std::string veiltest_e_ = (expr); veiltest_e_.empty()) { \
+    } else                                                             \
+      ADD_FAILURE() << #expr << ":\n" << veiltest_e_ << "\n"
+#define ASSERT_NO_ERROR(expr)                                          \
+  switch (0)                                                           \
+  case 0:                                                              \
+  default:                                                             \
+    if (const std::string veiltest_e_ = (expr); veiltest_e_.empty()) { \
+    } else                                                             \
+      FAIL() << #expr << ":\n" << veiltest_e_ << "\n"
