@@ -55,20 +55,28 @@ class TestVolume {
     char tmpl[] = "/tmp/veilfs-fsck-XXXXXX";
     if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
     dir_ = tmpl;
+    create(cipher);
+  }
+  // A volume in an existing empty directory that outlives this object (for checked-in fixtures).
+  TestVolume(std::string dir, CipherId cipher) : dir_(std::move(dir)), keep_(true) { create(cipher); }
+  ~TestVolume() {
+    vol_.reset();
+    std::error_code ec;
+    if (!keep_) std::filesystem::remove_all(dir_, ec);
+  }
+  TestVolume(const TestVolume&) = delete;
+  TestVolume& operator=(const TestVolume&) = delete;
+
+ private:
+  void create(CipherId cipher) {
     CreateOptions opt;
     opt.cipher = cipher;
     opt.kdf = kArgonTesting;
     Volume::create(dir_, passphrase(), opt);
     vol_ = Volume::open(dir_, passphrase());
   }
-  ~TestVolume() {
-    vol_.reset();
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-  TestVolume(const TestVolume&) = delete;
-  TestVolume& operator=(const TestVolume&) = delete;
 
+ public:
   const std::string& dir() const { return dir_; }
   const Volume& vol() const { return *vol_; }
   std::string abs(const std::string& cipher_path) const { return dir_ + "/" + cipher_path; }
@@ -183,6 +191,7 @@ class TestVolume {
   }
 
   std::string dir_;
+  bool keep_ = false;
   std::unique_ptr<Volume> vol_;
 };
 
