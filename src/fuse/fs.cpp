@@ -185,8 +185,34 @@ void Fs::plain_attr(Inode& n, struct stat& st) {
   }
 }
 
+bool Fs::stat_at_location(Inode& n, struct stat& st) {
+  if (table_.cached_fd(n)) return false;
+  auto [parent, name] = table_.location(n);
+  if (!parent) return false;
+  FdPtr pf = table_.fd(*parent);
+  return ::fstatat(pf->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == n.dev && st.st_ino == n.ino;
+}
+
+UniqueFd Fs::open_object(Inode& n, int flags) {
+  if (!table_.cached_fd(n)) {
+    auto [parent, name] = table_.location(n);
+    if (parent) {
+      FdPtr pf = table_.fd(*parent);
+      UniqueFd fd(::openat(pf->get(), name.c_str(), flags | O_CLOEXEC | O_NOFOLLOW));
+      struct stat st;
+      if (fd && ::fstat(fd.get(), &st) == 0 && st.st_dev == n.dev && st.st_ino == n.ino) return fd;
+      if (!fd && errno != ENOENT) fail(errno);
+    }
+  }
+  return reopen(n, flags);
+}
+
 struct stat Fs::stat_of(Inode& n) {
   struct stat st;
+  if (stat_at_location(n, st)) {
+    plain_attr(n, st);
+    return st;
+  }
   FdPtr f;
   try {
     f = table_.fd(n);
@@ -585,12 +611,14 @@ FileHandle* Fs::open(uint64_t ino, int flags, bool* keep_cache) {
   std::lock_guard lk(n.mu);
   if (!n.content || (want_write && !n.content_writable)) {
     // Read-write even for O_WRONLY: partial-block writes read first, and so does the writeback cache.
-    UniqueFd fd(::open(ProcPath(table_.fd(n)->get()).c_str(), O_RDWR | O_CLOEXEC));
+    UniqueFd fd;
     bool writable = true;
-    if (!fd) {
-      int err = errno;
-      if (want_write || (err != EACCES && err != EROFS && err != EPERM)) fail(err);
-      fd = reopen(n, O_RDONLY);
+    try {
+      fd = open_object(n, O_RDWR);
+    } catch (const Error& e) {
+      int err = e.sys_errno();
+      if (want_write || (err != EACCES && err != EROFS && err != EPERM)) throw;
+      fd = open_object(n, O_RDONLY);
       writable = false;
     }
     if (n.open_count == 0) {
@@ -721,7 +749,7 @@ void Fs::truncate(Inode& n, uint64_t size, FileHandle* fh) {
     return;
   }
   // No writable engine open: a temporary one, under n.mu so that an open cannot make a second.
-  ContentFile tmp(vol_->content(), reopen(n, O_RDWR), "inode " + std::to_string(n.ino));
+  ContentFile tmp(vol_->content(), open_object(n, O_RDWR), "inode " + std::to_string(n.ino));
   tmp.truncate(size);
 }
 

@@ -126,6 +126,10 @@ class Fs {
   void remove_name_sidecar(const Named& at);
   void attach_content(Inode& n, UniqueFd fd, bool writable);
   UniqueFd reopen(Inode& n, int flags);
+  // Opens or stats n through its parent and name when no descriptor is cached (saves an O_PATH open per
+  // file in tree walks), checking (st_dev, st_ino); falls back to the descriptor path otherwise.
+  UniqueFd open_object(Inode& n, int flags);
+  bool stat_at_location(Inode& n, struct stat& st);
   void truncate(Inode& n, uint64_t size, FileHandle* fh);
   // Removes the IV file of an empty directory (so rmdir/rename-over can succeed); returns it for a restore.
   std::optional<DirIv> strip_dir_iv(int parentfd, const std::string& backing);

@@ -142,6 +142,11 @@ FdPtr InodeTable::fd(Inode& n) {
   throw Error(ErrorKind::NotFound, ENOENT, "inode is gone");
 }
 
+FdPtr InodeTable::cached_fd(Inode& n) {
+  std::lock_guard lk(mu_);
+  return n.fd;
+}
+
 void InodeTable::pin(Inode& n) {
   if (&n == root_.get()) return;
   FdPtr f = fd(n);

@@ -77,6 +77,8 @@ class InodeTable {
 
   // An O_PATH descriptor of n (cached, or reopened from its location). Throws ENOENT if it is gone.
   FdPtr fd(Inode& n);
+  // The cached descriptor of n, or null (never opens anything).
+  FdPtr cached_fd(Inode& n);
   // Where n was last seen: parent and backing name (parent null for the root).
   std::pair<std::shared_ptr<Inode>, std::string> location(Inode& n);
   void set_location(Inode& n, Inode& parent, const std::string& name);
