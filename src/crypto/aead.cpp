@@ -9,9 +9,7 @@
 
 namespace veil {
 
-std::string_view cipher_name(CipherId id) {
-  return id == CipherId::Aes256Gcm ? "aes256gcm" : "xchacha20poly1305";
-}
+std::string_view cipher_name(CipherId id) { return id == CipherId::Aes256Gcm ? "aes256gcm" : "xchacha20poly1305"; }
 
 std::optional<CipherId> cipher_from_name(std::string_view name) {
   if (name == "aes256gcm") return CipherId::Aes256Gcm;
@@ -48,8 +46,8 @@ void Aead::encrypt(std::span<uint8_t> out, std::span<const uint8_t> plain, std::
                                           nullptr, nonce.data(),
                                           reinterpret_cast<const crypto_aead_aes256gcm_state*>(state_.data()));
   } else {
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), &clen, plain.data(), plain.size(), aad.data(),
-                                               aad.size(), nullptr, nonce.data(), state_.data());
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out.data(), &clen, plain.data(), plain.size(), aad.data(), aad.size(),
+                                               nullptr, nonce.data(), state_.data());
   }
 }
 
@@ -60,8 +58,8 @@ bool Aead::decrypt(std::span<uint8_t> out, std::span<const uint8_t> in, std::spa
   unsigned long long mlen = 0;
   int rc;
   if (id_ == CipherId::Aes256Gcm) {
-    rc = crypto_aead_aes256gcm_decrypt_afternm(out.data(), &mlen, nullptr, in.data(), in.size(), aad.data(),
-                                               aad.size(), nonce.data(),
+    rc = crypto_aead_aes256gcm_decrypt_afternm(out.data(), &mlen, nullptr, in.data(), in.size(), aad.data(), aad.size(),
+                                               nonce.data(),
                                                reinterpret_cast<const crypto_aead_aes256gcm_state*>(state_.data()));
   } else {
     rc = crypto_aead_xchacha20poly1305_ietf_decrypt(out.data(), &mlen, nullptr, in.data(), in.size(), aad.data(),

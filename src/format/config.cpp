@@ -45,8 +45,11 @@ json body_json(const VolumeConfig& c) {
   for (const auto& s : c.slots) {
     slots.push_back({{"id", s.id},
                      {"kind", slot_kind_name(s.kind)},
-                     {"kdf", {{"algorithm", "argon2id13"}, {"opslimit", s.kdf.opslimit}, {"memlimit", s.kdf.memlimit},
-                              {"salt", base64url_encode(s.salt)}}},
+                     {"kdf",
+                      {{"algorithm", "argon2id13"},
+                       {"opslimit", s.kdf.opslimit},
+                       {"memlimit", s.kdf.memlimit},
+                       {"salt", base64url_encode(s.salt)}}},
                      {"nonce", base64url_encode(s.nonce)},
                      {"wrapped_key", base64url_encode(s.wrapped)}});
   }
@@ -137,9 +140,12 @@ VolumeConfig VolumeConfig::parse(std::span<const uint8_t> bytes) {
       KeySlot k;
       k.id = s.at("id").get<uint32_t>();
       std::string kind = s.at("kind").get<std::string>();
-      if (kind == "passphrase") k.kind = SlotKind::Passphrase;
-      else if (kind == "keyfile") k.kind = SlotKind::KeyFile;
-      else throw_corrupt("config key slot has an unknown kind");
+      if (kind == "passphrase")
+        k.kind = SlotKind::Passphrase;
+      else if (kind == "keyfile")
+        k.kind = SlotKind::KeyFile;
+      else
+        throw_corrupt("config key slot has an unknown kind");
       const json& kdf = s.at("kdf");
       if (kdf.at("algorithm").get<std::string>() != "argon2id13")
         throw Error(ErrorKind::Unsupported, ENOTSUP, "config key slot uses an unknown KDF");

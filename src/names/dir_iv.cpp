@@ -21,8 +21,6 @@ std::optional<DirIv> read_dir_iv(int dirfd) {
   return iv;
 }
 
-void write_dir_iv(int dirfd, const DirIv& iv) {
-  write_file_atomic(dirfd, std::string(format::kDirIvName), iv, 0444);
-}
+void write_dir_iv(int dirfd, const DirIv& iv) { write_file_atomic(dirfd, std::string(format::kDirIvName), iv, 0444); }
 
 }  // namespace veil

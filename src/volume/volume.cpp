@@ -63,7 +63,7 @@ SecretBytes Volume::create(const std::string& cipherdir, std::span<const uint8_t
   c.cipher = opt.cipher;
   c.block_size = opt.block_size;
   c.features = format::VolumeConfig::default_features();
-  format::BlockLayout(c.cipher, c.block_size);  // validates the block size
+  format::BlockLayout(c.cipher, c.block_size);                                  // validates the block size
   if (c.cipher == CipherId::Aes256Gcm) Aead(c.cipher, SecretBytes(32).span());  // fails early without AES-NI
   SecretBytes master = SecretBytes::random(format::kMasterKeySize);
   c.slots.push_back(c.make_slot(master, secret, opt.slot_kind, opt.kdf));

@@ -14,9 +14,9 @@ namespace veil {
 
 enum class CipherId { Aes256Gcm, XChaCha20Poly1305 };
 
-std::string_view cipher_name(CipherId id);               // "aes256gcm", "xchacha20poly1305"
+std::string_view cipher_name(CipherId id);  // "aes256gcm", "xchacha20poly1305"
 std::optional<CipherId> cipher_from_name(std::string_view name);
-CipherId fastest_cipher();                                // AES-256-GCM where the CPU accelerates it
+CipherId fastest_cipher();  // AES-256-GCM where the CPU accelerates it
 
 constexpr size_t kAeadKeySize = 32;
 constexpr size_t kAeadTagSize = 16;

@@ -47,8 +47,8 @@ class NameTransform {
   static std::string backing_name(std::string_view encoded) {
     return needs_long_name(encoded) ? long_name_for(encoded) : std::string(encoded);
   }
-  static bool is_long_name(std::string_view backing);     // veilfs.longname.<hash>, not the sidecar
-  static bool is_reserved(std::string_view backing);      // anything veilfs keeps for itself
+  static bool is_long_name(std::string_view backing);  // veilfs.longname.<hash>, not the sidecar
+  static bool is_reserved(std::string_view backing);   // anything veilfs keeps for itself
 
  private:
   Siv siv_;

@@ -10,11 +10,11 @@
 namespace veil {
 
 enum class ErrorKind {
-  Io,            // a system call failed; sys_errno says which way
-  Auth,          // authentication failed: tampering or corruption of encrypted data
-  Corrupt,       // structurally invalid on-disk data (config, header, name, sidecar)
-  WrongSecret,   // no key slot opens with the given passphrase or key file
-  Unsupported,   // newer format version or unknown feature flag
+  Io,           // a system call failed; sys_errno says which way
+  Auth,         // authentication failed: tampering or corruption of encrypted data
+  Corrupt,      // structurally invalid on-disk data (config, header, name, sidecar)
+  WrongSecret,  // no key slot opens with the given passphrase or key file
+  Unsupported,  // newer format version or unknown feature flag
   InvalidArgument,
   NameTooLong,
   NotFound,
