@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "fuse/fs.hpp"
@@ -55,6 +56,13 @@ int mount_body(int argc, char** argv) {
   if (!is_directory(o.mountpoint)) {
     std::fprintf(stderr, "veilfs: mountpoint %s is not a directory\n", o.mountpoint.c_str());
     return cli::kExitMount;
+  }
+  // Absolute paths: the daemon changes to / when it detaches, and unmounts by path on a signal.
+  for (std::string* path : {&o.mountpoint, &o.cipherdir}) {
+    if (char* real = ::realpath(path->c_str(), nullptr)) {
+      *path = real;
+      std::free(real);
+    }
   }
   std::unique_ptr<Volume> vol;
   {

@@ -2,16 +2,25 @@
 // across the libfuse boundary, and every failure becomes one precise errno.
 #include "fuse/ops.hpp"
 
+#include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <memory>
 #include <new>
 #include <sstream>
+#include <thread>
 
 #include "fuse/fuse_api.hpp"
 #include "fuse/log.hpp"
@@ -467,6 +476,53 @@ void raise_readahead(const std::string& mountpoint) {
   out << (kMaxIo / 1024) << "\n";
 }
 
+// SIGINT/SIGTERM/SIGHUP. libfuse's own handlers end the loop at once and unmount lazily, which drops what
+// the writeback cache still holds for files that are open. Instead the signals are blocked in every thread
+// (the loop's workers inherit the mask) and taken here: first syncfs, served by the still-running loop, so
+// every dirty page reaches the cipher dir; then a lazy unmount, after which the kernel ends the connection
+// and the loop returns once the last user is gone.
+class ShutdownOnSignal {
+ public:
+  explicit ShutdownOnSignal(std::string mountpoint) : mountpoint_(std::move(mountpoint)) {
+    sigemptyset(&set_);
+    for (int s : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&set_, s);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~ShutdownOnSignal() { stop(); }
+  // The loop has ended (unmounted from outside, or after a signal): wake the waiter and join it.
+  void stop() {
+    if (!thread_.joinable()) return;
+    done_ = true;
+    pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    int sig = 0;
+    if (sigwait(&set_, &sig) != 0 || done_) return;
+    log(LogLevel::Info, "signal %d: writing back and unmounting", sig);
+    if (int fd = ::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+      ::syncfs(fd);
+      ::close(fd);
+    }
+    if (::geteuid() == 0) {
+      ::umount2(mountpoint_.c_str(), MNT_DETACH);
+    } else {
+      const char* argv[] = {"fusermount3", "-u", "-z", "--", mountpoint_.c_str(), nullptr};
+      pid_t pid;
+      if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char* const*>(argv), environ) == 0)
+        ::waitpid(pid, nullptr, 0);
+    }
+  }
+
+  std::string mountpoint_;
+  sigset_t set_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
 struct ArgsGuard {
   fuse_args args = FUSE_ARGS_INIT(0, nullptr);
   ~ArgsGuard() { fuse_opt_free_args(&args); }
@@ -498,10 +554,12 @@ int run_session(Fs& fs, const SessionOptions& opt) {
     if (fuse_daemonize(0) != 0) return cli::kExitMount;
     log_to_syslog();
   }
+  ShutdownOnSignal shutdown(opt.mountpoint);
   std::unique_ptr<fuse_loop_config, void (*)(fuse_loop_config*)> cfg(fuse_loop_cfg_create(), fuse_loop_cfg_destroy);
   fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
   fuse_loop_cfg_set_max_threads(cfg.get(), 16);
   int rc = fuse_session_loop_mt(se, cfg.get());
+  shutdown.stop();
   return rc == 0 ? cli::kExitOk : cli::kExitError;
 }
 
