@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "fuse/log.hpp"
 #include "veilfs/util/error.hpp"
@@ -754,6 +755,31 @@ void Fs::truncate(Inode& n, uint64_t size, FileHandle* fh) {
 }
 
 struct stat Fs::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+  try {
+    return setattr_impl(ino, a, fh);
+  } catch (const Error& e) {
+    bool times_only = !a.mode && !a.uid && !a.gid && !a.size;
+    if (e.sys_errno() != ENOENT || !times_only) throw;
+    // The writeback cache flushes the times of a file it has just seen unlinked; the file is gone, and
+    // failing here would make syncfs(2) report an error for the whole filesystem.
+    Inode& n = table_.get(ino);
+    struct stat st {};
+    st.st_ino = n.ino;
+    st.st_dev = n.dev;
+    st.st_mode = n.type;
+    struct timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    auto pick = [&](const std::optional<struct timespec>& t) {
+      return !t || t->tv_nsec == UTIME_NOW || t->tv_nsec == UTIME_OMIT ? now : *t;
+    };
+    st.st_atim = pick(a.atime);
+    st.st_mtim = pick(a.mtime);
+    st.st_ctim = now;
+    return st;
+  }
+}
+
+struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh) {
   Inode& n = table_.get(ino);
   FdPtr f;
   auto path_fd = [&]() -> int {

@@ -131,6 +131,7 @@ class Fs {
   UniqueFd open_object(Inode& n, int flags);
   bool stat_at_location(Inode& n, struct stat& st);
   void truncate(Inode& n, uint64_t size, FileHandle* fh);
+  struct stat setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh);
   // Removes the IV file of an empty directory (so rmdir/rename-over can succeed); returns it for a restore.
   std::optional<DirIv> strip_dir_iv(int parentfd, const std::string& backing);
   void restore_dir_iv(int parentfd, const std::string& backing, const DirIv& iv);
