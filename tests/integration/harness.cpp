@@ -558,17 +558,19 @@ void SuiteVolume::finish() {
   auto t0 = Clock::now();
   std::string err = remount();
   auto t1 = Clock::now();
-  if (!err.empty()) {
-    ADD_FAILURE() << "[" << name_ << "] after all tests: " << err;
-    return;
+  // Go on after a reported error where possible: the ledger and the scan say more than the first failure.
+  if (!err.empty()) ADD_FAILURE() << "[" << name_ << "] remount after all tests: " << err;
+  std::vector<std::string> bad;
+  if (mounted()) {
+    bad = ledger_.verify(vol_.mnt);
+    for (const auto& b : bad) ADD_FAILURE() << "[" << name_ << "] after remount: " << b;
   }
-  auto bad = ledger_.verify(vol_.mnt);
-  for (const auto& b : bad) ADD_FAILURE() << "[" << name_ << "] after remount: " << b;
-  err = mount_->unmount();
-  logs_.push_back(mount_->log_path());
-  mount_.reset();
-  if (!err.empty()) ADD_FAILURE() << "[" << name_ << "] final unmount: " << err;
-
+  if (mount_) {
+    err = mount_->unmount();
+    logs_.push_back(mount_->log_path());
+    mount_.reset();
+    if (!err.empty()) ADD_FAILURE() << "[" << name_ << "] final unmount: " << err;
+  }
   auto t2 = Clock::now();
   auto leaks = scan_for_plaintext(vol_.cipher, markers_);
   for (const auto& l : leaks) ADD_FAILURE() << "[" << name_ << "] cipher dir: " << l;

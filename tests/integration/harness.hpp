@@ -144,13 +144,15 @@ class SuiteVolume {
   // Non-empty when set-up failed (volume creation or mount).
   const std::string& setup_error() const { return setup_error_; }
   const std::string& mnt() const { return vol_.mnt; }
+  bool mounted() const { return mount_ && mount_->ok(); }
   VolumeDir& volume() { return vol_; }
   Ledger& ledger() { return ledger_; }
   void add_marker(const std::string& m) {
     if (std::find(markers_.begin(), markers_.end(), m) == markers_.end()) markers_.push_back(m);
   }
 
-  // Unmount and mount again (no open descriptors may remain). Returns an error or empty.
+  // Unmount and mount again (no open descriptors may remain). Returns an error or empty; the new mount may be
+  // up even when the old daemon's exit was reported as an error (check mounted()).
   std::string remount();
   // The after-it-all checks; reports failures with ADD_FAILURE.
   void finish();
