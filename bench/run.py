@@ -6,7 +6,8 @@ Standard library only. Must run as root (mounts, drop_caches, clear_refs).
 
 Every filesystem gets a fresh backing directory under --workdir (same disk for all), is mounted, and runs the
 same workloads; runs are interleaved (run 1 of every filesystem, then run 2, ...), each run in a rotated order.
-Read workloads are preceded by unmount, `echo 3 > /proc/sys/vm/drop_caches` and remount. Medians go to
+Read workloads are preceded by unmount, `echo 3 > /proc/sys/vm/drop_caches` and remount (--quick: only the
+drop_caches). Medians go to
 results.md, every sample to results.csv, a chart to chart.png.
 """
 import argparse
@@ -125,7 +126,7 @@ class Fs:
         self.mnt = root / name / "mnt"
         self.pid = None
         self.env = dict(os.environ)
-        self.remount_all = True
+        self.remount_policy = "all"
 
     def fresh(self):
         for p in (self.back, self.mnt):
@@ -182,9 +183,9 @@ class Fs:
         drop_caches()
         self.mount()
 
-    def cold(self):
-        """Before a read workload: remount and drop caches, or (--remount seqread) only drop caches."""
-        if self.remount_all:
+    def cold(self, workload):
+        """Before a read workload: unmount, drop caches, remount; or, as --remount says, only drop caches."""
+        if self.remount_policy == "all" or (self.remount_policy == "seqread" and workload == "seqread"):
             self.remount()
         else:
             drop_caches()
@@ -404,26 +405,18 @@ class Bench:
                 con.close()
             return n / elapsed
 
-        def rm(*paths):
-            def f():
-                for p in paths:
-                    if p.is_dir():
-                        shutil.rmtree(p)
-                    elif p.exists():
-                        p.unlink()
-            return f
-
         # Groups: the first workload of a group writes what the others read; a group runs only if its first
-        # workload is selected. (setup, [(workload, prepare, measured action)], cleanup); prepare and
-        # setup/cleanup are not measured.
+        # workload is selected. (setup, [(workload, prepare, measured action)]); setup and prepare are not
+        # measured. Files are not removed between groups: deleting 1 GiB takes cryfs minutes, and the whole
+        # volume is thrown away after the run anyway.
         return [
-            (None, [("seqwrite", None, seqwrite), ("seqread", fs.remount, seqread)], rm(seq)),
-            (None, [("untar", None, untar), ("lsR", fs.cold, lsr), ("readall", fs.cold, readall),
-                    ("rmrf", None, rmrf)], rm(tree)),
+            (None, [("seqwrite", None, seqwrite), ("seqread", lambda: fs.cold("seqread"), seqread)]),
+            (None, [("untar", None, untar), ("lsR", lambda: fs.cold("lsR"), lsr),
+                    ("readall", lambda: fs.cold("readall"), readall), ("rmrf", None, rmrf)]),
             (layout, [("randwrite", None, lambda: self.fio(fs, "randwrite")),
-                      ("randread", fs.cold, lambda: self.fio(fs, "randread"))], rm(fiof)),
-            (None, [("create", None, create), ("stat", fs.cold, stat), ("unlink", None, unlink)], rm(many)),
-            (None, [("sqlite", None, sqlite)], rm(db, m / "bench.db-journal")),
+                      ("randread", lambda: fs.cold("randread"), lambda: self.fio(fs, "randread"))]),
+            (None, [("create", None, create), ("stat", lambda: fs.cold("stat"), stat), ("unlink", None, unlink)]),
+            (None, [("sqlite", None, sqlite)]),
         ]
 
 
@@ -467,7 +460,7 @@ def run_one(bench, fs, run_no, workloads, writer, out_rows):
     if fs.fuse and not fs.pid:
         loud(f"{fs.name}: could not find the daemon's PID; CPU and memory columns will be empty")
     try:
-        for setup, group, cleanup in bench.steps(fs):
+        for setup, group in bench.steps(fs):
             if group[0][0] not in workloads:
                 continue
             if setup:
@@ -475,7 +468,6 @@ def run_one(bench, fs, run_no, workloads, writer, out_rows):
             for wl, prepare, action in group:
                 if wl in workloads:
                     measure(fs, run_no, wl, prepare, action, writer, out_rows)
-            cleanup()
     finally:
         fs.unmount()
         shutil.rmtree(fs.back.parent, ignore_errors=True)
@@ -551,15 +543,17 @@ def write_report(outdir, args, rows, fs_names, skipped, engine_txt, info):
     L.append(f"Mode: {'quick' if args.quick else 'full'}; {args.runs} run(s) per cell, filesystems interleaved, "
              f"medians shown. Machine: {info['cpu']}, {os.cpu_count()} CPUs, kernel {os.uname().release}; "
              f"backing dirs under `{args.workdir}` ({info['disk']}).")
-    L.append(f"Workloads: seqwrite = dd {args.seq_mib} MiB bs=1M conv=fsync; seqread = dd of it after "
-             f"unmount + drop_caches + remount; untar/lsR/readall/rmrf on a tarball of {info['tree_files']} files "
+    L.append(f"Workloads: seqwrite = dd {args.seq_mib} MiB bs=1M conv=fsync; seqread = dd of it (cold, "
+             f"see below); untar/lsR/readall/rmrf on a tarball of {info['tree_files']} files "
              f"({info['tree_mb']:.0f} MB, /usr/include + /usr/share/doc, read from tmpfs); fio 4 KiB psync "
              f"randwrite/randread, {args.fio_mib} MiB file, {args.fio_seconds} s; create/stat/unlink "
              f"{args.files} empty files in one dir; sqlite = SQLite transactions (insert + update, default "
              f"rollback journal, synchronous=FULL) for {args.sqlite_seconds} s. " + (
              "Read workloads (seqread, lsR, readall, randread, stat) are preceded by a remount and drop_caches."
              if args.remount == "all" else "seqread is preceded by a remount and drop_caches; the other read "
-             "workloads (lsR, readall, randread, stat) by drop_caches only (--remount seqread)."))
+             "workloads (lsR, readall, randread, stat) by drop_caches only (--remount seqread)."
+             if args.remount == "seqread" else "Read workloads (seqread, lsR, readall, randread, stat) are "
+             "preceded by drop_caches, without a remount (--remount none): a daemon's own caches stay warm."))
     loads = [float(r["loadavg1"]) for r in rows if r.get("loadavg1") not in ("", None)]
     if loads:
         L.append(f"Machine load (1-min load average at the start of each workload; {os.cpu_count()} CPUs): "
@@ -717,9 +711,10 @@ def main():
     ap.add_argument("--tree-files", type=int)
     ap.add_argument("--files", type=int)
     ap.add_argument("--sqlite-seconds", type=float)
-    ap.add_argument("--remount", choices=["all", "seqread"],
-                    help="remount before every read workload (default), or only before seqread and just drop "
-                         "caches before the others (--quick: cryfs and securefs spend 5-30 s in their KDF per mount)")
+    ap.add_argument("--remount", choices=["all", "seqread", "none"],
+                    help="before read workloads, remount and drop caches (all, the default), or remount only before "
+                         "seqread, or never remount and only drop caches (--quick: cryfs spends 7-50 s in its KDF "
+                         "at every mount)")
     ap.add_argument("--nice", type=int, default=-10, help="scheduling priority of the benchmark and its daemons "
                     "(default -10: ahead of other work on a shared machine; 0 to leave it)")
     ap.add_argument("--no-engine", action="store_true", help="skip the content-engine micro-benchmark")
@@ -731,7 +726,7 @@ def main():
     a.tree_files = a.tree_files or (2000 if q else 20000)
     a.files = a.files or (2000 if q else 10000)
     a.sqlite_seconds = a.sqlite_seconds or (2 if q else 5)
-    a.remount = a.remount or ("seqread" if q else "all")
+    a.remount = a.remount or ("none" if q else "all")
 
     if os.geteuid() != 0:
         sys.exit("bench/run.py must run as root (mounts, drop_caches, clear_refs)")
@@ -822,7 +817,7 @@ def main():
                 order = fs_names[k:] + fs_names[:k]  # rotated, so no filesystem is always first or last
                 for name in order:
                     fs = make_fs(name, root, tools)
-                    fs.remount_all = a.remount == "all"
+                    fs.remount_policy = a.remount
                     active.append(fs)
                     log(f"run {run_no}/{a.runs}: {name}")
                     try:
