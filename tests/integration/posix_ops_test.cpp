@@ -1036,6 +1036,152 @@ TEST_F(PosixOps, HardLinksAndInodeIdentitySurviveRemount) {
   suite().ledger().keep(rel("d/b"), c + "+more");
 }
 
+// ---- names and symlinks at the edges of the format ----
+
+TEST_F(PosixOps, ReservedBackingNamesAreOrdinaryPlainNames) {
+  // Plain names that look like the cipher dir's own files must neither clobber them nor be hidden.
+  const std::vector<std::string> names = {
+      "veilfs.conf",   "veilfs.diriv",    "veilfs.longname.abc", "veilfs.longname.abc.name",
+      "veilfs.link.x", "veilfs.longlink", "gocryptfs.conf"};
+  for (const std::string& where : {mnt(), dir()}) {
+    for (const auto& n : names) {
+      std::string p = where + "/" + n;
+      write_file(p, std::string(kContentMarker) + " in " + n);
+      if (where != mnt()) suite().ledger().keep(rel(n), std::string(kContentMarker) + " in " + n);
+    }
+  }
+  auto listed = list_dir(dir());
+  EXPECT_EQ(listed.size(), names.size());
+  for (const auto& n : names) {
+    EXPECT_TRUE(std::find(listed.begin(), listed.end(), n) != listed.end()) << n << " not listed";
+    EXPECT_EQ(read_file(mnt() + "/" + n), std::string(kContentMarker) + " in " + n);
+  }
+  // The volume must still mount: its real config was not touched.
+  EXPECT_NO_ERROR(suite().remount());
+  ASSERT_TRUE(suite().mounted());
+  for (const auto& n : names) {
+    EXPECT_EQ(read_file(mnt() + "/" + n), std::string(kContentMarker) + " in " + n);
+    ASSERT_OK(::unlink((mnt() + "/" + n).c_str()));
+  }
+}
+
+TEST_F(PosixOps, UnusualCharactersInNames) {
+  const std::vector<std::string> names = {".hidden",
+                                          "...",
+                                          "with space",
+                                          " leading",
+                                          "trailing ",
+                                          "new\nline",
+                                          "tab\tchar",
+                                          "back\\slash",
+                                          "quote\"s",
+                                          "colon:semi;",
+                                          "*?[glob]",
+                                          "\x01\x7f",
+                                          "\xff\xfe invalid utf8",
+                                          "\xc3\xa9t\xc3\xa9",
+                                          "=",
+                                          "-",
+                                          "~",
+                                          std::string(1, '\x80')};
+  for (const auto& n : names) write_file(at(n), "name: " + n);
+  auto listed = list_dir(dir());
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), std::set<std::string>(names.begin(), names.end()));
+  for (const auto& n : names) EXPECT_EQ(read_file(at(n)), "name: " + n);
+}
+
+TEST_F(PosixOps, ManyLongNamesInOneDirectory) {
+  // Long names live in sidecars: create, list, rename and delete many of them side by side.
+  std::set<std::string> want;
+  for (int i = 0; i < 150; ++i) {
+    std::string n = std::string(kNameMarker) + std::to_string(i) + std::string(200, 'x');
+    write_file(at(n), std::to_string(i));
+    want.insert(n);
+  }
+  auto listed = list_dir(dir());
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), want);
+  for (int i = 0; i < 150; i += 2) {
+    std::string n = std::string(kNameMarker) + std::to_string(i) + std::string(200, 'x');
+    std::string m = std::string(kNameMarker) + std::to_string(i) + std::string(230, 'y');
+    ASSERT_OK(::rename(at(n).c_str(), at(m).c_str()));
+    want.erase(n);
+    want.insert(m);
+  }
+  for (int i = 1; i < 150; i += 4) {
+    std::string n = std::string(kNameMarker) + std::to_string(i) + std::string(200, 'x');
+    ASSERT_OK(::unlink(at(n).c_str()));
+    want.erase(n);
+  }
+  listed = list_dir(dir());
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), want);
+  for (const auto& n : want) {
+    std::string num = n.substr(8, n.find_first_of("xy") - 8);
+    EXPECT_EQ(read_file(at(n)), num);
+    suite().ledger().keep(rel(n), num);
+  }
+}
+
+TEST_F(PosixOps, LongSymlinkTargetsSurviveRenameLinkAndUnlink) {
+  std::string target = std::string(kNameMarker) + "/" + std::string(3000, 'T') + "/end";
+  std::string longname = std::string(kNameMarker) + std::string(240, 'S');
+  ASSERT_OK(::mkdir(at("d1").c_str(), 0755));
+  ASSERT_OK(::mkdir(at("d2").c_str(), 0755));
+  ASSERT_OK(::symlink(target.c_str(), at("d1/" + longname).c_str()));
+  auto readlink_of = [](const std::string& p) {
+    std::string buf(8192, '\0');
+    ssize_t n = ::readlink(p.c_str(), buf.data(), buf.size());
+    if (n < 0) return "error " + err_name(errno);
+    buf.resize(static_cast<size_t>(n));
+    return buf;
+  };
+  EXPECT_TRUE(readlink_of(at("d1/" + longname)) == target);
+  ASSERT_OK(::rename(at("d1/" + longname).c_str(), at("d2/short").c_str()));
+  EXPECT_TRUE(readlink_of(at("d2/short")) == target) << "after rename: " << readlink_of(at("d2/short")).substr(0, 80);
+  // Linux allows hard links to symlinks; both names must keep resolving to the same target.
+  ASSERT_OK(::link(at("d2/short").c_str(), at("d1/hardlinked").c_str()));
+  ASSERT_OK(::unlink(at("d2/short").c_str()));
+  EXPECT_TRUE(readlink_of(at("d1/hardlinked")) == target)
+      << "after link + unlink: " << readlink_of(at("d1/hardlinked")).substr(0, 80);
+  ASSERT_OK(::rename(at("d1/hardlinked").c_str(), at("d1/" + longname).c_str()));
+  EXPECT_NO_ERROR(suite().remount());
+  ASSERT_TRUE(suite().mounted());
+  EXPECT_TRUE(readlink_of(at("d1/" + longname)) == target) << "after remount";
+  EXPECT_EQ(::lstat(at("d1/" + longname).c_str(), &*std::make_unique<struct stat>()), 0);
+  ASSERT_OK(::unlink(at("d1/" + longname).c_str()));
+  EXPECT_TRUE(list_dir(at("d1")).empty());
+}
+
+TEST_F(PosixOps, RenameOverAnOpenFileLeavesTheOpenDescriptorOnTheOldFile) {
+  std::string a = marker_content(6000, 24), b = marker_content(9000, 25);
+  write_file(at("a"), a);
+  write_file(at("b"), b);
+  UniqueFd fd(::open(at("b").c_str(), O_RDWR));
+  ASSERT_TRUE(fd);
+  ASSERT_OK(::rename(at("a").c_str(), at("b").c_str()));
+  EXPECT_EQ(read_fd_at(fd.get(), 0, 20000), b);
+  write_fd_at(fd.get(), 0, "still-the-old-file");
+  EXPECT_EQ(read_file(at("b")), a) << "the new b must not see writes to the replaced file";
+  fd.reset();
+  EXPECT_EQ(read_file(at("b")), a);
+  suite().ledger().keep(rel("b"), a);
+}
+
+TEST_F(PosixOps, XattrsFollowRenamesAndHardLinks) {
+  std::string longname = std::string(kNameMarker) + std::string(220, 'X');
+  write_file(at(longname), "x");
+  const std::string v = std::string(kContentMarker) + " attr";
+  ASSERT_OK(::setxattr(at(longname).c_str(), "user.veilmark", v.data(), v.size(), 0));
+  ASSERT_OK(::mkdir(at("d").c_str(), 0755));
+  ASSERT_OK(::rename(at(longname).c_str(), at("d/renamed").c_str()));
+  ASSERT_OK(::link(at("d/renamed").c_str(), at("linked").c_str()));
+  for (const char* p : {"d/renamed", "linked"}) {
+    std::string buf(100, '\0');
+    ssize_t n = ::getxattr(at(p).c_str(), "user.veilmark", buf.data(), buf.size());
+    ASSERT_GE(n, 0) << p << ": " << err_name(errno);
+    EXPECT_EQ(buf.substr(0, static_cast<size_t>(n)), v) << p;
+  }
+}
+
 // ---- open files across unlink and rename ----
 
 TEST_F(PosixOps, AnUnlinkedOpenFileKeepsWorkingUntilClosed) {
