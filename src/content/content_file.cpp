@@ -405,12 +405,41 @@ void ContentFile::truncate(uint64_t new_size) {
   Block b = load_block(k, last, nb);
   std::vector<uint8_t> plain = std::move(b.plain);
   plain.resize(new_size - last * B, 0);
-  // Rewrite the new final block, then cut. A block-aligned cut leaves a valid file at every step.
-  store_block(k, last, b.hole_before, true, plain);
+  auto cut_to = [&](uint64_t backing_len) {
+    if (::ftruncate(fd_.get(), static_cast<off_t>(backing_len)) != 0) throw_errno("ftruncate");
+  };
+  if (plain.size() == B) {
+    // Block-aligned: rewrite the new final block in place at the same length, flagged final (tolerated in the
+    // middle of a file), then cut. Every intermediate state is a valid file.
+    store_block(k, last, b.hole_before, true, plain);
+    step_done("new-final");
+    cut_to(layout_.slot_offset(last + 1));
+    step_done("cut");
+    return;
+  }
+  // A shorter final block cannot be rewritten in place: between that write and the cut, its slot would be
+  // followed by the old slot's tail and fail authentication, leaving the end of the file unreadable after a
+  // crash. Instead end the file at the block before it (made final first), then append the short block, so
+  // that every intermediate state is a valid file: the old one, a prefix of it, or the new one.
+  if (last == 0) {
+    cut_to(kFileHeaderSize);  // a header-only file reads as empty
+    step_done("cut-before");
+    store_block(k, 0, 0, true, plain);
+    step_done("new-final");
+    return;
+  }
+  Block prev = load_block(k, last - 1, nb);
+  std::vector<uint8_t> prev_plain = prev.hole ? std::vector<uint8_t>(B, 0) : std::move(prev.plain);
+  // A hole before the new final block becomes a data block of zeros: a file never ends in a hole. The data
+  // block that claimed it keeps a claim one block too long, which readers accept (it still covers every hole).
+  store_block(k, last - 1, prev.hole_before, true, prev_plain);
+  step_done("prev-final");
+  cut_to(layout_.slot_offset(last));
+  step_done("cut-before");
+  store_block(k, last, 0, true, plain);
   step_done("new-final");
-  if (::ftruncate(fd_.get(), static_cast<off_t>(layout_.slot_offset(last) + plain.size() + layout_.overhead())) != 0)
-    throw_errno("ftruncate");
-  step_done("cut");
+  store_block(k, last - 1, prev.hole_before, false, prev_plain);
+  step_done("prev-unfinal");
 }
 
 std::optional<uint64_t> ContentFile::first_bad_block() {
