@@ -163,22 +163,45 @@ TEST_P(ContentCrashStates, InterruptedTruncateGrowStaysReadable) {
   redo_and_check(p, op, zero_extended(old, 6 * B + 3));
 }
 
-TEST_P(ContentCrashStates, InterruptedUnalignedShrinkNeverReturnsWrongData) {
-  // Rewriting a final block shorter in place and cutting the file are two system calls; between them the
-  // rewritten slot is followed by the old slot's tail, which cannot authenticate. The promise here is the
-  // weaker one: the blocks before it still read, and the damaged block is an error, never wrong data.
+TEST_P(ContentCrashStates, InterruptedUnalignedShrinkStaysReadable) {
+  // Shrinking into the middle of a block: the file ends at the block before (made final), then the short final
+  // block is appended. Each state is the old file, a prefix of it, or the new file.
   const auto old = random_bytes(4 * B + 5, 11);
   auto setup = [&](ContentFile& f) { f.write(0, old); };
   auto op = [&](ContentFile& f) { f.truncate(2 * B + 100); };
-  auto p = crash_after("new-final", setup, op);
-  auto f = open_content(cipher_, p);
-  EXPECT_EQ(read_range(*f, 0, 2 * B), std::vector<uint8_t>(old.begin(), old.begin() + 2 * B));
-  EXPECT_EQ(error_kind_of([&] { read_range(*f, 2 * B, B); }), ErrorKind::Auth);
-  // A truncate that would keep part of the damaged block refuses (it cannot know those bytes); cutting at the
-  // block boundary below it recovers a fully readable file.
-  EXPECT_EQ(error_kind_of([&] { f->truncate(2 * B + 100); }), ErrorKind::Auth);
-  f->truncate(2 * B);
-  EXPECT_EQ(read_all(*open_content(cipher_, p)), std::vector<uint8_t>(old.begin(), old.begin() + 2 * B));
+  auto prefix = [&](uint64_t n) { return std::vector<uint8_t>(old.begin(), old.begin() + n); };
+  EXPECT_EQ(read_after_crash(crash_after("prev-final", setup, op)), old);
+  auto p = crash_after("cut-before", setup, op);
+  EXPECT_EQ(read_after_crash(p), prefix(2 * B));
+  redo_and_check(
+      p, [&](ContentFile& f) { f.truncate(2 * B + 100); }, zero_extended(prefix(2 * B), 2 * B + 100));
+  EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), prefix(2 * B + 100));
+  auto done = crash_after("prev-unfinal", setup, op);
+  EXPECT_EQ(read_after_crash(done), prefix(2 * B + 100));
+  // The finished file detects a cut at a block boundary again.
+  truncate_file(done, cipher_->layout().slot_offset(2));
+  EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, done)); }), ErrorKind::Auth);
+}
+
+TEST_P(ContentCrashStates, InterruptedShrinkWithinTheFirstBlockStaysReadable) {
+  const auto old = random_bytes(3 * B, 12);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.truncate(10); };
+  auto p = crash_after("cut-before", setup, op);
+  EXPECT_EQ(read_all(*open_content(cipher_, p)), std::vector<uint8_t>{});  // header only: reads as empty
+  EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), std::vector<uint8_t>(old.begin(), old.begin() + 10));
+}
+
+TEST_P(ContentCrashStates, InterruptedUnalignedShrinkIntoAHoleStaysReadable) {
+  const auto tail = random_bytes(B, 13);
+  auto setup = [&](ContentFile& f) { f.write(8 * B, tail); };  // holes 0..7, claimed by block 8
+  auto op = [&](ContentFile& f) { f.truncate(4 * B + 100); };  // new final block 4 and the block before are holes
+  auto old = zero_extended({}, 9 * B);
+  std::copy(tail.begin(), tail.end(), old.begin() + 8 * B);
+  EXPECT_EQ(read_after_crash(crash_after("prev-final", setup, op)), old);
+  EXPECT_EQ(read_after_crash(crash_after("cut-before", setup, op)), zero_extended({}, 4 * B));
+  EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), zero_extended({}, 4 * B + 100));
+  EXPECT_EQ(read_after_crash(crash_after("prev-unfinal", setup, op)), zero_extended({}, 4 * B + 100));
 }
 
 INSTANTIATE_TEST_SUITE_P(Ciphers, ContentCrashStates,
