@@ -148,6 +148,30 @@ TEST_F(CommandLine, SigtermAndSigintUnmountCleanlyWithAllDataWritten) {
   for (int sig : {SIGTERM, SIGINT}) EXPECT_EQ(read_file(vol.mnt + "/veilmark_" + std::to_string(sig)), content);
 }
 
+TEST_F(CommandLine, MountsThroughMountFuse3WithAPassfileOption) {
+  // What /etc/fstab does. `-t fuse.veilfs` needs veilfs installed in the system PATH, so the "type#source" form of
+  // mount.fuse3 names this build's binary instead; the option parsing and detaching are the same.
+  if (::geteuid() != 0) GTEST_SKIP() << "mount(8) needs root";
+  if (::access("/sbin/mount.fuse3", X_OK) != 0 && ::access("/usr/sbin/mount.fuse3", X_OK) != 0)
+    GTEST_SKIP() << "mount.fuse3 is not installed";
+  VolumeDir vol("cli-mount8");
+  ASSERT_NO_ERROR(vol.create());
+  DetachedMountGuard guard{vol.mnt};
+  auto r = run({"mount", "-t", "fuse", "-o", "passfile=" + vol.passfile + ",noatime",
+                veilfs_binary() + "#" + vol.cipher, vol.mnt});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(is_mountpoint(vol.mnt));
+  write_file(vol.mnt + "/veilmark_via_mount8", "through mount(8)");
+  EXPECT_EQ(read_file(vol.mnt + "/veilmark_via_mount8"), "through mount(8)");
+  auto pids = find_daemons(vol.mnt);
+  auto u = run({"umount", vol.mnt});
+  EXPECT_EQ(u.status, 0) << u.output;
+  for (pid_t p : pids) EXPECT_TRUE(wait_gone(p, std::chrono::seconds(20)));
+  Mount m(vol);
+  ASSERT_TRUE(m.ok()) << m.error();
+  EXPECT_EQ(read_file(vol.mnt + "/veilmark_via_mount8"), "through mount(8)");
+}
+
 TEST_F(CommandLine, BothCiphersMountAndLeakNothing) {
   for (const char* cipher : {"xchacha20poly1305", "aes256gcm"}) {
     VolumeDir vol(std::string("cli-") + cipher);

@@ -172,6 +172,17 @@ TEST_F(PosixOps, CreateWithModeGivesExactlyThatMode) {
   }
 }
 
+TEST_F(PosixOps, TheUmaskIsApplied) {
+  ::umask(027);
+  write_file(at("f"), "x", 0666);
+  ASSERT_OK(::mkdir(at("d").c_str(), 0777));
+  ASSERT_OK(::mkfifo(at("p").c_str(), 0666));
+  ::umask(0);
+  EXPECT_EQ(lstat_of(at("f")).st_mode & 07777, 0640u);
+  EXPECT_EQ(lstat_of(at("d")).st_mode & 07777, 0750u);
+  EXPECT_EQ(lstat_of(at("p")).st_mode & 07777, 0640u);
+}
+
 TEST_F(PosixOps, OpenExclOnAnExistingNameGivesEEXIST) {
   write_file(at("f"), "data");
   EXPECT_ERRNO(::open(at("f").c_str(), O_CREAT | O_EXCL | O_WRONLY, 0644), EEXIST);
