@@ -5,8 +5,9 @@
 //    ends in a non-final block and fails authentication (truncation is detected);
 //  * an all-zero slot is a hole only if the next data slot's hole_before covers it; zeroing a data block is
 //    detected, holes are still never written (sparse files stay sparse);
-//  * a non-final slot may also carry the final flag: that is the state an append leaves if it is interrupted
-//    between its steps, and accepting it keeps such a file readable.
+//  * a non-final slot may also carry the final flag: that is the state an append or a shrinking truncate leaves
+//    if it is interrupted between its steps, and accepting it keeps such a file readable (every step of a write
+//    or truncate leaves a valid file; tests/content/crash_state_test.cpp stops after each one).
 // Thread safety: reads share a lock, writes and truncates take it exclusively; one request's blocks are
 // encrypted on several cores.
 #pragma once
