@@ -449,7 +449,33 @@ TEST_F(PosixOps, OffsetsBeyondFourGiBWork) {
   EXPECT_EQ(read_fd_at(fd.get(), uint64_t{1} << 32, 4096), std::string(4096, '\0'));
   ASSERT_OK(::ftruncate(fd.get(), static_cast<off_t>(far + 100)));
   EXPECT_EQ(read_fd_at(fd.get(), far, 200), mark.substr(0, 100));
+  // A sparse grow to 100 GiB must not write 100 GiB of anything.
+  const uint64_t huge = uint64_t{100} << 30;
+  ASSERT_OK(::ftruncate(fd.get(), static_cast<off_t>(huge)));
+  ASSERT_OK(::fstat(fd.get(), &st));
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), huge);
+  EXPECT_EQ(read_fd_at(fd.get(), huge - 10, 100), std::string(10, '\0'));
+  EXPECT_EQ(read_fd_at(fd.get(), far, 100), mark.substr(0, 100));
   ASSERT_OK(::ftruncate(fd.get(), 0));
+}
+
+TEST_F(PosixOps, LargeRequestsRoundTrip) {
+  // Big writes and reads are split and encrypted in parallel by the daemon: every piece must land in place.
+  const size_t kSize = 24u << 20;
+  std::string data = random_bytes(kSize, 26);
+  UniqueFd fd(::open(at("big").c_str(), O_CREAT | O_RDWR, 0644));
+  ASSERT_TRUE(fd);
+  for (size_t off = 0; off < kSize; off += 4u << 20) write_fd_at(fd.get(), off, data.substr(off, 4u << 20));
+  std::string odd = random_bytes(3 * 1048576 + 12345, 27);
+  write_fd_at(fd.get(), 5 * 1048576 + 77, odd);
+  data.replace(5 * 1048576 + 77, odd.size(), odd);
+  ASSERT_OK(::fsync(fd.get()));
+  fd.reset();
+  EXPECT_EQ(first_difference(read_file(at("big")), data), "");
+  UniqueFd rd(::open(at("big").c_str(), O_RDONLY));
+  for (uint64_t off : {uint64_t{0}, uint64_t{4095}, uint64_t{1048575}, uint64_t{7} << 20, uint64_t{kSize - 3000000}})
+    EXPECT_EQ(first_difference(read_fd_at(rd.get(), off, 3000000), data.substr(off, 3000000)), "") << "at " << off;
+  suite().ledger().keep(rel("big"), data);
 }
 
 // ---- fallocate ----
@@ -581,6 +607,25 @@ TEST_F(PosixOps, RenameOverAnExistingFileReplacesIt) {
   ASSERT_OK(::rename(at("b").c_str(), at("b").c_str()));
   EXPECT_EQ(read_file(at("b")), a);
   suite().ledger().keep(rel("b"), a);
+}
+
+TEST_F(PosixOps, RenameBetweenTwoLinksOfTheSameFileDoesNothing) {
+  // POSIX: if old and new are links to the same file, rename does nothing and both names stay.
+  write_file(at("a"), "same");
+  ASSERT_OK(::link(at("a").c_str(), at("b").c_str()));
+  ASSERT_OK(::rename(at("a").c_str(), at("b").c_str()));
+  EXPECT_EQ(list_dir(dir()), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(lstat_of(at("a")).st_nlink, 2u);
+  EXPECT_EQ(read_file(at("a")), "same");
+  EXPECT_EQ(read_file(at("b")), "same");
+}
+
+TEST_F(PosixOps, TheRootListsNoInternalFiles) {
+  for (const auto& n : list_dir(mnt())) EXPECT_EQ(n.rfind(kNameMarker, 0), 0u) << "unexpected entry in the root: " << n;
+  struct stat st {};
+  EXPECT_ERRNO(::lstat((mnt() + "/veilfs.conf").c_str(), &st), ENOENT);
+  EXPECT_ERRNO(::lstat((mnt() + "/veilfs.diriv").c_str(), &st), ENOENT);
+  EXPECT_ERRNO(::lstat(at("veilfs.diriv").c_str(), &st), ENOENT);
 }
 
 TEST_F(PosixOps, RenameAcrossDirectories) {
