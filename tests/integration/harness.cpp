@@ -469,6 +469,46 @@ void scan_xattrs(const std::string& p, const std::vector<std::string>& markers, 
   }
 }
 
+// Reads only the data regions of a (possibly huge, sparse) backing file, in chunks that overlap by the longest
+// marker so nothing straddling a chunk boundary is missed.
+void scan_contents(const std::string& p, const std::vector<std::string>& markers, std::vector<std::string>& out) {
+  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    out.push_back(p + ": cannot open: " + err_name(errno));
+    return;
+  }
+  size_t overlap = 0;
+  for (const auto& m : markers) overlap = std::max(overlap, m.size());
+  const size_t kChunk = 1 << 20;
+  std::vector<std::string> found;
+  off_t pos = 0;
+  for (;;) {
+    off_t data = ::lseek(fd.get(), pos, SEEK_DATA);
+    if (data < 0) break;  // ENXIO: no more data
+    off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
+    if (hole < 0) hole = data + static_cast<off_t>(kChunk);
+    for (off_t at = data; at < hole;) {
+      size_t len = static_cast<size_t>(std::min<off_t>(hole - at, static_cast<off_t>(kChunk + overlap)));
+      std::string chunk;
+      try {
+        chunk = read_fd_at(fd.get(), static_cast<uint64_t>(at), len);
+      } catch (const std::exception& e) {
+        out.push_back(p + ": " + e.what());
+        return;
+      }
+      if (chunk.empty()) break;
+      scan_bytes("contents of " + p, chunk, markers, found);
+      if (!found.empty()) {
+        out.push_back(found.front());
+        return;
+      }
+      at += static_cast<off_t>(std::min(chunk.size(), kChunk));
+      if (chunk.size() < len) break;
+    }
+    pos = hole;
+  }
+}
+
 void scan_tree(const std::string& dir, const std::vector<std::string>& markers, std::vector<std::string>& out,
                size_t& entries) {
   std::vector<std::string> names;
@@ -494,11 +534,7 @@ void scan_tree(const std::string& dir, const std::vector<std::string>& markers, 
       ssize_t k = ::readlink(p.c_str(), buf, sizeof buf);
       if (k > 0) scan_bytes("symlink target of " + p, std::string_view(buf, static_cast<size_t>(k)), markers, out);
     } else if (S_ISREG(st.st_mode)) {
-      try {
-        scan_bytes("contents of " + p, read_file(p), markers, out);
-      } catch (const std::exception& e) {
-        out.push_back(e.what());
-      }
+      scan_contents(p, markers, out);
     }
   }
 }

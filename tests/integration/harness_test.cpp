@@ -1,6 +1,7 @@
 // The harness checks itself: a scanner or ledger that cannot fail would make the suite's final checks worthless.
 #include "harness.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -24,6 +25,18 @@ TEST(HarnessSelfTest, ScannerFindsMarkersInNamesContentsLinksAndXattrs) {
   if (::setxattr((d + "/sub/clean").c_str(), "user.x", kContentMarker, strlen(kContentMarker), 0) == 0) {
     EXPECT_EQ(scan_for_plaintext(d, {kNameMarker, kContentMarker}).size(), 4u);
   }
+}
+
+TEST(HarnessSelfTest, ScannerFindsMarkersAfterHolesAndAcrossChunks) {
+  TempDir t("scan-sparse");
+  UniqueFd fd(::open((t.path() + "/sparse").c_str(), O_CREAT | O_RDWR, 0600));
+  ASSERT_TRUE(fd);
+  // Data after a 3 MiB hole, with the marker straddling the scanner's 1 MiB chunk boundary.
+  write_fd_at(fd.get(), 3u << 20, std::string(1 << 20, 'z'));
+  write_fd_at(fd.get(), (4u << 20) - 5, kContentMarker);
+  write_fd_at(fd.get(), (4u << 20) + 100, std::string(1 << 20, 'z'));
+  fd.reset();
+  EXPECT_EQ(scan_for_plaintext(t.path(), {kContentMarker}).size(), 1u);
 }
 
 TEST(HarnessSelfTest, LedgerReportsAChangedByte) {

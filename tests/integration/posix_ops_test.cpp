@@ -478,6 +478,59 @@ TEST_F(PosixOps, LargeRequestsRoundTrip) {
   suite().ledger().keep(rel("big"), data);
 }
 
+TEST_F(PosixOps, CopyFileRangeWithinTheMountCopiesPlaintext) {
+  // The kernel may hand copy_file_range to the daemon: copying ciphertext between files would be a disaster.
+  std::string src = marker_content(3 * 4096 + 500, 28);
+  write_file(at("src"), src);
+  write_file(at("dst"), std::string(100, 'd'));
+  UniqueFd in(::open(at("src").c_str(), O_RDONLY)), out(::open(at("dst").c_str(), O_WRONLY));
+  ASSERT_TRUE(in && out);
+  loff_t ioff = 1000, ooff = 50;
+  size_t left = 9000;
+  while (left > 0) {
+    ssize_t n = ::copy_file_range(in.get(), &ioff, out.get(), &ooff, left, 0);
+    ASSERT_GT(n, 0) << err_name(errno);
+    left -= static_cast<size_t>(n);
+  }
+  in.reset();
+  out.reset();
+  std::string want = std::string(50, 'd') + src.substr(1000, 9000);
+  EXPECT_EQ(first_difference(read_file(at("dst")), want), "");
+  // And cp, which tries reflinks and copy_file_range before read/write.
+  auto r = run({"cp", "--reflink=auto", at("src"), at("cp")});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(first_difference(read_file(at("cp")), src), "");
+  suite().ledger().keep(rel("dst"), want);
+  suite().ledger().keep(rel("cp"), src);
+}
+
+TEST_F(PosixOps, StBlocksReflectAllocation) {
+  // du, tar --sparse and cp --sparse go by st_blocks.
+  write_file(at("dense"), random_bytes(1 << 20, 29));
+  UniqueFd fd(::open(at("sparse").c_str(), O_CREAT | O_WRONLY, 0644));
+  ASSERT_OK(::ftruncate(fd.get(), 1 << 30));
+  fd.reset();
+  EXPECT_GE(lstat_of(at("dense")).st_blocks * 512, 1 << 20);
+  EXPECT_LT(lstat_of(at("sparse")).st_blocks * 512, 1 << 20) << "a sparse file must not claim its holes";
+}
+
+TEST_F(PosixOps, DirectoryTimesAndCtimeChangeWithTheirEntries) {
+  ASSERT_OK(::mkdir(at("d").c_str(), 0755));
+  struct timespec old[2] = {{1000, 0}, {1000, 0}};
+  ASSERT_OK(::utimensat(AT_FDCWD, at("d").c_str(), old, 0));
+  write_file(at("d/f"), "x");
+  EXPECT_GT(lstat_of(at("d")).st_mtim.tv_sec, 1000) << "creating an entry updates the directory's mtime";
+  ASSERT_OK(::utimensat(AT_FDCWD, at("d").c_str(), old, 0));
+  ASSERT_OK(::unlink(at("d/f").c_str()));
+  EXPECT_GT(lstat_of(at("d")).st_mtim.tv_sec, 1000) << "removing an entry updates the directory's mtime";
+  write_file(at("g"), "y");
+  ASSERT_OK(::utimensat(AT_FDCWD, at("g").c_str(), old, 0));
+  time_t before = lstat_of(at("g")).st_ctim.tv_sec;
+  ASSERT_OK(::chmod(at("g").c_str(), 0600));
+  EXPECT_GE(lstat_of(at("g")).st_ctim.tv_sec, before);
+  EXPECT_EQ(lstat_of(at("g")).st_mtim.tv_sec, 1000) << "chmod must not touch mtime";
+}
+
 // ---- fallocate ----
 
 TEST_F(PosixOps, FallocateModeZeroExtendsWithZerosAndKeepsData) {
