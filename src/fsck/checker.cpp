@@ -208,6 +208,13 @@ void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
     try {
       if (auto iv = read_dir_iv(d.fd.get())) {
         d.iv = *iv;
+        // The root's IV is derived from the master key, so its file can be verified (a poisoned IV hides every name).
+        if (d.is_root && *iv != vol_.root_iv()) {
+          add(ProblemKind::DirIvBad, d.path, d.cipher_path,
+              "root directory IV file veilfs.diriv does not match the IV derived from the master key (the mount "
+              "shows no names under it)");
+          d.iv = vol_.root_iv();
+        }
       } else {
         add(ProblemKind::DirIvMissing, d.path, d.cipher_path,
             "directory IV file veilfs.diriv is missing (the mount derives it)");

@@ -351,6 +351,17 @@ TEST(FsckChecker, WrongSizedIvIsReported) {
             Lines{"dir-iv-bad /docs/deep: directory IV file veilfs.diriv is not a 16-byte regular file"});
 }
 
+TEST(FsckChecker, PoisonedRootIvIsReportedOnceAndNamesAreCheckedWithTheRightOne) {
+  TestVolume v;
+  populate(v);
+  const std::string iv = v.abs("veilfs.diriv");
+  ::chmod(iv.c_str(), 0600);
+  write_all(iv, pattern(16, 18));
+  EXPECT_EQ(v.check().sorted_lines(),
+            Lines{"dir-iv-bad /: root directory IV file veilfs.diriv does not match the IV derived from the master key "
+                  "(the mount shows no names under it)"});
+}
+
 TEST(FsckChecker, DepthLimitStopsTheWalkWithAReport) {
   TestVolume v;
   std::string p;
