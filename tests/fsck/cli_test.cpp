@@ -146,6 +146,26 @@ TEST(FsckCli, CorruptConfigExits13AndSaysSo) {
       << r.out;
 }
 
+// On a terminal (here a pseudo-terminal from script(1)) a progress line is drawn on stderr and erased before the
+// summary; without one (every other test) stderr stays empty.
+TEST(FsckCli, ProgressLineOnlyOnATerminal) {
+  if (std::system("script --version >/dev/null 2>&1") != 0) GTEST_SKIP() << "script(1) is not installed";
+  TestVolume v;
+  v.write_file("/f", pattern(100, 7));
+  const std::string pf = v.dir() + ".pass";
+  write_all(pf, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>("fsck test passphrase\n"), 21));
+  const std::string out = v.dir() + ".out";
+  std::string cmd = "script -qec \"'" + std::string(VEILFS_FSCK_DRIVER) + "' fsck '" + v.dir() + "' --passfile '" + pf +
+                    "'\" /dev/null > '" + out + "' 2>&1";
+  int st = std::system(cmd.c_str());
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  std::string text = slurp(out);
+  EXPECT_NE(text.find("\r\033[Kchecking: "), std::string::npos) << text;
+  EXPECT_NE(text.find("\r\033[Kveilfs fsck: 1 directories, 1 files"), std::string::npos) << text;
+  std::filesystem::remove(pf);
+  std::filesystem::remove(out);
+}
+
 TEST(FsckCli, UsageErrorsExit2AndHelpExits0) {
   EXPECT_EQ(run_fsck({}).code, cli::kExitUsage);
   EXPECT_EQ(run_fsck({"/tmp", "--no-such-option"}).code, cli::kExitUsage);
