@@ -15,6 +15,22 @@ InodeTable::InodeTable(UniqueFd root_path_fd, const struct stat& root_st, size_t
   index_[{root_st.st_dev, root_st.st_ino}] = root_;
 }
 
+InodeTable::~InodeTable() {
+  std::vector<std::shared_ptr<Inode>> all;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [key, weak] : index_)
+      if (auto n = weak.lock()) all.push_back(std::move(n));
+    lru_.clear();
+    for (auto& n : all) {
+      n->self.reset();
+      n->parent.reset();
+      n->in_lru = false;
+    }
+    index_.clear();
+  }
+}
+
 Inode& InodeTable::get(uint64_t ino) {
   if (ino == FUSE_ROOT_ID) return *root_;
   return *reinterpret_cast<Inode*>(static_cast<uintptr_t>(ino));

@@ -63,6 +63,10 @@ struct Inode : std::enable_shared_from_this<Inode> {
 class InodeTable {
  public:
   InodeTable(UniqueFd root_path_fd, const struct stat& root_st, size_t fd_cap);
+  // The kernel does not forget everything at unmount: breaks the self and parent links so all Inodes go.
+  ~InodeTable();
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
 
   Inode& root() { return *root_; }
   Inode& get(uint64_t fuse_ino);
