@@ -104,6 +104,10 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   // Let the kernel clear set-ID bits on write/truncate/chown by sending setattr, as a local disk does.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->time_gran = 1;
+  // More requests in flight for readahead and writeback (the kernel default is 12).
+  conn->max_background = 64;
+  conn->congestion_threshold = 48;
+  log(LogLevel::Debug, "capable 0x%x want 0x%x", conn->capable, conn->want);
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
