@@ -1,6 +1,4 @@
 // Each way a cipher dir can be unusable has its own exit code, for every command that reads the config.
-#include <regex>
-
 #include "fixture.hpp"
 #include "veilfs/cli/exit_codes.hpp"
 
@@ -60,7 +58,10 @@ TEST_F(ErrorsTest, TruncatedConfigExits13) {
 
 TEST_F(ErrorsTest, NewerFormatVersionExits12) {
   init_volume("pw");
-  std::string text = std::regex_replace(config_text(), std::regex("\"version\": 1"), "\"version\": 2");
+  std::string text = config_text();
+  auto pos = text.find("\"version\": 1");
+  ASSERT_NE(pos, std::string::npos);
+  text[pos + 11] = '2';
   rewrite_config(text);
   for (const auto& r : run_every_command()) {
     EXPECT_EQ(r.code, cli::kExitUnsupported) << r.err;
