@@ -172,6 +172,47 @@ TEST_F(CommandLine, MountsThroughMountFuse3WithAPassfileOption) {
   EXPECT_EQ(read_file(vol.mnt + "/veilmark_via_mount8"), "through mount(8)");
 }
 
+TEST_F(CommandLine, PassphraseFromExtpassAndFromStdin) {
+  VolumeDir vol("cli-secret");
+  ASSERT_NO_ERROR(vol.create());
+  {
+    DetachedMountGuard guard{vol.mnt};
+    auto r = veilfs({"--extpass", "cat '" + vol.passfile + "'", vol.cipher, vol.mnt});
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_TRUE(is_mountpoint(vol.mnt));
+    write_file(vol.mnt + "/veilmark_extpass", "x");
+  }
+  EXPECT_FALSE(is_mountpoint(vol.mnt));
+  {
+    DetachedMountGuard guard{vol.mnt};
+    RunOptions o;
+    o.stdin_data = vol.passphrase + "\n";
+    o.timeout = std::chrono::seconds(60);
+    auto r = run({veilfs_binary(), vol.cipher, vol.mnt}, o);
+    ASSERT_EQ(r.status, 0) << r.output;
+    EXPECT_EQ(read_file(vol.mnt + "/veilmark_extpass"), "x");
+  }
+  RunOptions o;
+  o.stdin_data = "not the passphrase\n";
+  DetachedMountGuard guard{vol.mnt};
+  auto r = run({veilfs_binary(), vol.cipher, vol.mnt}, o);
+  EXPECT_EQ(r.status, 10) << r.output;
+  EXPECT_FALSE(is_mountpoint(vol.mnt));
+}
+
+TEST_F(CommandLine, HelpAndVersionExitZeroAndBadOptionsExitTwo) {
+  auto r = veilfs({"--help"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("MOUNTPOINT"), std::string::npos);
+  r = veilfs({"--version"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output, "");
+  r = veilfs({"--no-such-option", "a", "b"});
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = veilfs({"only-one-argument"});
+  EXPECT_EQ(r.status, 2) << r.output;
+}
+
 TEST_F(CommandLine, BothCiphersMountAndLeakNothing) {
   for (const char* cipher : {"xchacha20poly1305", "aes256gcm"}) {
     VolumeDir vol(std::string("cli-") + cipher);

@@ -134,6 +134,29 @@ TEST_F(Permissions, SetgidDirectoryPassesItsGroupOn) {
   ASSERT_EQ(::lstat(at("shared/f").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, kNobody);
   EXPECT_EQ(st.st_gid, 4242u) << "a file in a setgid directory takes the directory's group";
+  r = as_nobody([&] { return errno_of(::mkdir(at("shared/sub").c_str(), 0777)); });
+  ASSERT_EQ(r, 0) << err_name(r);
+  ASSERT_EQ(::lstat(at("shared/sub").c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, 4242u) << "a directory in a setgid directory takes its group";
+  EXPECT_TRUE(st.st_mode & S_ISGID) << "and its setgid bit";
+  EXPECT_EQ(st.st_uid, kNobody);
+}
+
+TEST_F(Permissions, WriteByAnotherUserClearsSetuidAndSetgid) {
+  write_file(at("suid"), "#!/bin/sh\n", 0644);
+  ASSERT_EQ(::chmod(at("suid").c_str(), 06777), 0);
+  int r = as_nobody([&] {
+    int fd = ::open(at("suid").c_str(), O_WRONLY | O_APPEND);
+    if (fd < 0) return errno;
+    int rc = ::write(fd, "x", 1) == 1 ? 0 : errno;
+    ::close(fd);
+    return rc;
+  });
+  ASSERT_EQ(r, 0) << err_name(r);
+  struct stat st {};
+  ASSERT_EQ(::lstat(at("suid").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0777u) << "a write by a non-owner must drop setuid/setgid (as ext4 does), got 0"
+                                       << std::oct << (st.st_mode & 07777);
 }
 
 TEST_F(Permissions, OwnersMayChmodButNotChownAndModesBindThemToo) {

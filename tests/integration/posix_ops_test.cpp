@@ -924,6 +924,11 @@ TEST_F(PosixOps, ChownAsRootChangesOwnerAndGroup) {
   ASSERT_OK(::mkdir(at("d").c_str(), 0755));
   ASSERT_OK(::chown(at("d").c_str(), 4321, 8765));
   EXPECT_EQ(lstat_of(at("d")).st_uid, 4321u);
+  // Changing the owner of a setuid file clears setuid, even for root (Linux since 2.2.13, as ext4 does).
+  write_file(at("suid"), "x", 0644);
+  ASSERT_OK(::chmod(at("suid").c_str(), 04755));
+  ASSERT_OK(::chown(at("suid").c_str(), 1234, static_cast<gid_t>(-1)));
+  EXPECT_EQ(lstat_of(at("suid")).st_mode & 07777, 0755u);
 }
 
 TEST_F(PosixOps, UtimensSetsExactTimesAndHonoursNowAndOmit) {
