@@ -13,14 +13,20 @@ int run_guarded(const char* program, const std::function<int()>& body) {
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     switch (e.kind()) {
-      case ErrorKind::WrongSecret: return kExitWrongSecret;
-      case ErrorKind::NotFound: return kExitNotVolume;
-      case ErrorKind::Unsupported: return kExitUnsupported;
+      case ErrorKind::WrongSecret:
+        return kExitWrongSecret;
+      case ErrorKind::NotFound:
+        return kExitNotVolume;
+      case ErrorKind::Unsupported:
+        return kExitUnsupported;
       case ErrorKind::Corrupt:
-      case ErrorKind::Auth: return kExitCorrupt;
-      case ErrorKind::Io: return kExitIo;
+      case ErrorKind::Auth:
+        return kExitCorrupt;
+      case ErrorKind::Io:
+        return kExitIo;
       case ErrorKind::InvalidArgument:
-      case ErrorKind::NameTooLong: return kExitUsage;
+      case ErrorKind::NameTooLong:
+        return kExitUsage;
     }
     return kExitError;
   } catch (const std::exception& e) {

@@ -40,7 +40,8 @@ SecretBytes read_fd(int fd, bool stop_at_newline) {
 
 SecretBytes first_line_of_file(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) throw Error(ErrorKind::InvalidArgument, errno, "cannot open passphrase file: " + std::string(strerror(errno)));
+  if (!fd)
+    throw Error(ErrorKind::InvalidArgument, errno, "cannot open passphrase file: " + std::string(strerror(errno)));
   return read_fd(fd.get(), true);
 }
 
@@ -107,9 +108,12 @@ SecretBytes read_secret(const SecretSource& src, std::string_view prompt, bool c
     if (s.empty()) throw_invalid("key file is empty");
     return s;
   }
-  if (src.passfile) s = first_line_of_file(*src.passfile);
-  else if (src.extpass) s = from_program(*src.extpass);
-  else if (!stdin_is_terminal()) s = read_fd(STDIN_FILENO, true);
+  if (src.passfile)
+    s = first_line_of_file(*src.passfile);
+  else if (src.extpass)
+    s = from_program(*src.extpass);
+  else if (!stdin_is_terminal())
+    s = read_fd(STDIN_FILENO, true);
   else {
     s = prompt_tty(prompt);
     if (confirm) {
