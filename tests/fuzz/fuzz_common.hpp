@@ -61,7 +61,10 @@ inline constexpr std::string_view kScratchPassphrase = "veilfs fuzz";
 class ScratchVolume {
  public:
   ScratchVolume() {
-    std::string base = std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+    // run.sh names a directory it removes afterwards: libFuzzer may end without running static destructors.
+    const char* env = std::getenv("VEILFS_FUZZ_SCRATCH");
+    std::string base = env && *env ? env : std::filesystem::exists("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::filesystem::create_directories(base);
     dir_ = base + "/veilfs-fuzz-" + std::to_string(::getpid());
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
@@ -108,7 +111,8 @@ inline std::string sanitize_name(std::string_view raw) {
 }
 
 inline void put_file(int dirfd, const std::string& name, std::span<const uint8_t> data) {
-  int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  // O_NONBLOCK: an earlier record may have made this name a FIFO, which must not block the fuzzer.
+  int fd = ::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
   if (fd < 0) return;
   size_t done = 0;
   while (done < data.size()) {

@@ -26,6 +26,10 @@ cmake -S . -B "$B" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE
 cmake --build "$B" -j"$(nproc)" --target $(printf 'fuzz_%s ' "${TARGETS[@]}") >/dev/null
 
 mkdir -p "$B/artifacts"
+# Scratch volumes of the targets that run fsck over a tree: tmpfs when there is one, removed at the end.
+SCRATCH=$( [ -d /dev/shm ] && echo /dev/shm || echo /tmp )/veilfs-fuzz-run-$$
+export VEILFS_FUZZ_SCRATCH=$SCRATCH
+trap 'rm -rf "$SCRATCH"' EXIT
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 run_one() {
   local t=$1 log="$B/work/$1.log"
@@ -57,7 +61,8 @@ for p in "${pids[@]}"; do wait "$p" || fail=1; done
 
 if [ "${FUZZ_MERGE:-0}" = 1 ]; then
   for t in "${TARGETS[@]}"; do
-    "$B/tests/fuzz/fuzz_$t" -merge=1 "tests/fuzz/corpus/$t" "$B/work/$t" >/dev/null 2>&1
+    "$B/tests/fuzz/fuzz_$t" -merge=1 -timeout=10 "tests/fuzz/corpus/$t" "$B/work/$t" >"$B/work/$t.merge.log" 2>&1 ||
+      echo "merge of $t failed (see $B/work/$t.merge.log)" >&2
   done
   echo "merged new inputs into tests/fuzz/corpus/"
 fi
