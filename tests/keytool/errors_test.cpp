@@ -69,6 +69,19 @@ TEST_F(ErrorsTest, NewerFormatVersionExits12) {
   }
 }
 
+TEST_F(ErrorsTest, WriteFailureExits14AndKeepsTheOldConfig) {
+  init_volume("pw");
+  const std::string before = config_text();
+  RunOptions opt = with_stdin("pw\nnew\n");
+  opt.max_file_size = 100;  // the new config cannot be written: EFBIG, as a full disk would give ENOSPC
+  auto r = run_veilkey({"passwd", vol_}, opt);
+  EXPECT_EQ(r.code, cli::kExitIo) << r.err;
+  EXPECT_EQ(config_text(), before);
+  EXPECT_EQ(cipher_dir_names(), (std::vector<std::string>{"veilfs.conf", "veilfs.diriv"}));  // no temp left
+  EXPECT_TRUE(opens("pw"));
+  EXPECT_FALSE(opens("new"));
+}
+
 TEST_F(ErrorsTest, TamperedParametersAreCaughtAfterUnlocking) {
   // An attacker who can write the config and recompute its plain checksum downgrades the cipher: the
   // parameters' MAC (keyed by the master key) catches it as soon as a secret opens a slot.

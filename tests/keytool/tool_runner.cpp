@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,6 +70,11 @@ Child::Child(const std::string& program, const std::vector<std::string>& args, c
     ::dup2(out_, STDOUT_FILENO);
     ::dup2(err_, STDERR_FILENO);
     for (int fd : opt.inherit_fds) ::fcntl(fd, F_SETFD, 0);
+    if (opt.max_file_size >= 0) {
+      ::signal(SIGXFSZ, SIG_IGN);  // an ignored disposition survives exec
+      rlimit rl{static_cast<rlim_t>(opt.max_file_size), static_cast<rlim_t>(opt.max_file_size)};
+      ::setrlimit(RLIMIT_FSIZE, &rl);
+    }
     ::execve(argv[0], argv.data(), envp.data());
     ::_exit(127);
   }

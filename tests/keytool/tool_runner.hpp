@@ -14,6 +14,7 @@ struct RunOptions {
   std::string stdin_data;
   std::vector<std::pair<std::string, std::string>> env;
   std::vector<int> inherit_fds;  // kept open (without FD_CLOEXEC) in the child
+  long max_file_size = -1;       // RLIMIT_FSIZE for the child (with SIGXFSZ ignored, so writes fail with EFBIG)
 };
 
 inline RunOptions with_stdin(std::string data) {
