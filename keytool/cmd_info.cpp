@@ -20,7 +20,7 @@ constexpr CommandHelp kHelp{
 
 int cmd_info(const Args& args) {
   bool as_json = false;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   d.add_options()("json", po::bool_switch(&as_json), "print one JSON object");
   po::variables_map vm;
   if (!parse_options(args, kHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;

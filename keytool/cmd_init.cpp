@@ -58,7 +58,7 @@ int cmd_init(const Args& args) {
   std::string cipher;
   uint32_t block_size = format::kDefaultBlockSize;
   bool no_recovery_code = false;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   add_secret_options(d, src);
   d.add_options()  //
       ("cipher", po::value(&cipher)->value_name("NAME"),

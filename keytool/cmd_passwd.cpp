@@ -26,10 +26,10 @@ constexpr CommandHelp kHelp{
 int cmd_passwd(const Args& args) {
   cli::SecretSource src, new_src;
   KdfChoice kdf;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   add_secret_options(d, src);
   add_new_secret_options(d, new_src);
-  add_kdf_options(d, kdf);
+  add_kdf_options(d, kdf, /*keep_old=*/true);
   po::variables_map vm;
   if (!parse_options(args, kHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   const std::string dir = vm["CIPHERDIR"].as<std::string>();

@@ -33,7 +33,7 @@ constexpr CommandHelp kRecoverHelp{
 
 int cmd_export_key(const Args& args) {
   cli::SecretSource src;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   add_secret_options(d, src);
   po::variables_map vm;
   if (!parse_options(args, kExportHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
@@ -48,7 +48,7 @@ int cmd_recover(const Args& args) {
   std::optional<std::string> code_file;
   cli::SecretSource new_src;
   KdfChoice kdf;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   d.add_options()("recovery-code-file", into(code_file, "FILE"), "read the recovery code from the first line of FILE");
   add_new_secret_options(d, new_src);
   add_kdf_options(d, kdf);

@@ -37,7 +37,7 @@ constexpr std::string_view kSlotUsage =
     "Usage: veilkey slot list|add|remove CIPHERDIR [options]   (veilkey slot add --help for details)\n";
 
 int slot_list(const Args& args) {
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   po::variables_map vm;
   if (!parse_options(args, kListHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   print_slots(preflight(vm["CIPHERDIR"].as<std::string>()), "");
@@ -47,7 +47,7 @@ int slot_list(const Args& args) {
 int slot_add(const Args& args) {
   cli::SecretSource src, new_src;
   KdfChoice kdf;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   add_secret_options(d, src);
   add_new_secret_options(d, new_src);
   add_kdf_options(d, kdf);
@@ -75,7 +75,7 @@ int slot_add(const Args& args) {
 int slot_remove(const Args& args) {
   cli::SecretSource src;
   std::optional<uint32_t> which;
-  po::options_description d("Options");
+  po::options_description d("Options", kHelpWidth);
   d.add_options()("slot", into(which, "ID"), "the slot to remove (see `veilkey slot list`)");
   add_secret_options(d, src);
   po::variables_map vm;

@@ -29,11 +29,14 @@ void add_new_secret_options(po::options_description& d, cli::SecretSource& src) 
        "new secret = the whole contents of FILE (the new slot is a key-file slot)");
 }
 
-void add_kdf_options(po::options_description& d, KdfChoice& kdf) {
-  d.add_options()  //
-      ("kdf-memory", into(kdf.memory, "BYTES"),
-       "Argon2id memory for the new slot, in bytes (8192 .. 4294967296; default 268435456 = 256 MiB)")  //
-      ("kdf-ops", into(kdf.ops, "N"), "Argon2id passes for the new slot (1 .. 64; default 3)");
+void add_kdf_options(po::options_description& d, KdfChoice& kdf, bool keep_old) {
+  const char* mem = keep_old
+                        ? "Argon2id memory for the new slot, in bytes (8192 .. 4294967296; default: the old slot's)"
+                        : "Argon2id memory for the new slot, in bytes (8192 .. 4294967296; default 268435456 = "
+                          "256 MiB)";
+  const char* ops = keep_old ? "Argon2id passes for the new slot (1 .. 64; default: the old slot's)"
+                             : "Argon2id passes for the new slot (1 .. 64; default 3)";
+  d.add_options()("kdf-memory", into(kdf.memory, "BYTES"), mem)("kdf-ops", into(kdf.ops, "N"), ops);
 }
 
 Argon2Params KdfChoice::resolve(const Argon2Params& dflt) const {

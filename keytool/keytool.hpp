@@ -30,6 +30,7 @@ int cmd_export_key(const Args& args);
 int cmd_recover(const Args& args);
 
 // ---- options ----
+constexpr unsigned kHelpWidth = 110;  // --help line length (Boost's default of 80 wraps every description)
 struct CommandHelp {
   std::string_view usage;     // "veilkey passwd CIPHERDIR [options]"
   std::string_view summary;   // one paragraph
@@ -47,7 +48,8 @@ struct KdfChoice {
   // Bounds-checked (kArgonMin*/kArgonMax*); unset values come from dflt.
   Argon2Params resolve(const Argon2Params& dflt) const;
 };
-void add_kdf_options(po::options_description& d, KdfChoice& kdf);
+// keep_old: the defaults are the replaced slot's parameters (passwd), not kArgonDefault.
+void add_kdf_options(po::options_description& d, KdfChoice& kdf, bool keep_old = false);
 
 // An option value stored into a std::optional (Boost.Program_options 1.74 only knows boost::optional).
 template <typename T>
