@@ -533,6 +533,33 @@ void Checker::check_file(UniqueFd fd, const std::string& path, const std::string
       else
         more_ranges = true;
     };
+    auto block_ok = [&](uint64_t j) {
+      try {
+        cf.read(j * B, std::span<uint8_t>(buf.data(), B));
+        return true;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
+        return false;
+      }
+    };
+    // Blocks [a, b) are all-zero slots, so they share one claimer (the next non-zero slot) whose claim covers a
+    // suffix of them or none: a binary search finds where the good suffix starts instead of verifying each.
+    auto resolve_zero_run = [&](uint64_t a, uint64_t b) {
+      if (!block_ok(b - 1)) {
+        mark_bad(a, b - 1);
+        return;
+      }
+      uint64_t lo = a, hi = b - 1;  // hi is good
+      while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (block_ok(mid))
+          hi = mid;
+        else
+          lo = mid + 1;
+      }
+      if (lo > a) mark_bad(a, lo - 1);
+    };
+    std::vector<uint8_t> cbuf;
     auto verify = [&](uint64_t first, uint64_t count) {
       auto out = std::span<uint8_t>(buf.data(), count * B);
       try {
@@ -541,12 +568,24 @@ void Checker::check_file(UniqueFd fd, const std::string& path, const std::string
       } catch (const Error& e) {
         if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
       }
-      for (uint64_t j = first; j < first + count; ++j) {  // narrow the failure down to single blocks
-        try {
-          cf.read(j * B, std::span<uint8_t>(buf.data(), B));
-        } catch (const Error& e) {
-          if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
-          mark_bad(j, j);
+      // Narrow the failure down to single blocks, and runs of zero slots to where their claim starts.
+      cbuf.resize(count * slot);
+      size_t got = pread_full(cf.fd(), cbuf, layout.slot_offset(first));
+      auto zero_slot = [&](uint64_t j) {
+        size_t off = (j - first) * slot;
+        return off + slot <= got &&
+               std::all_of(cbuf.begin() + static_cast<long>(off), cbuf.begin() + static_cast<long>(off + slot),
+                           [](uint8_t b) { return b == 0; });
+      };
+      for (uint64_t j = first; j < first + count;) {
+        if (zero_slot(j)) {
+          uint64_t r = j + 1;
+          while (r < first + count && zero_slot(r)) ++r;
+          resolve_zero_run(j, r);
+          j = r;
+        } else {
+          if (!block_ok(j)) mark_bad(j, j);
+          ++j;
         }
       }
     };
@@ -563,8 +602,12 @@ void Checker::check_file(UniqueFd fd, const std::string& path, const std::string
         break;
       }
       if (data > so) {
-        verify(i, 1);
         uint64_t j = std::max(i + 1, std::min((static_cast<uint64_t>(data) - kFileHeaderSize) / slot, nb));
+        // Slots i+1..j-1 lie wholly in the unallocated range: zeros, in the same run as slot i.
+        if (!block_ok(i)) {
+          mark_bad(i, i);
+          if (j > i + 1) resolve_zero_run(i + 1, j);
+        }
         report_.stats.bytes += (j - i) * B;
         i = j;
         continue;

@@ -118,6 +118,25 @@ TEST(FsckLimits, TenGigabyteSparseFileIsVerifiedWithoutReadingItsHoles) {
   EXPECT_EQ(r.stats.files, 1u);
 }
 
+// A byte written into a 10 GB file's hole: every hole block before it loses its claimer, the blocks after it
+// keep theirs. Found exactly, still without reading the holes.
+TEST(FsckLimits, DamageInsideAHugeHoleIsLocatedExactlyWithoutReadingIt) {
+  TestVolume v;
+  const std::string file = v.write_sparse("/huge", 10'000'000'000, 5'000'000'000, pattern(5000, 4));
+  const auto& layout = v.vol().content()->layout();
+  {
+    UniqueFd fd(::open(v.abs(file).c_str(), O_WRONLY | O_CLOEXEC));
+    const uint8_t one = 1;
+    pwrite_full(fd.get(), {&one, 1}, layout.slot_offset(1000) + 100);
+  }
+  const uint64_t nb = layout.block_count(std::filesystem::file_size(v.abs(file)));
+  const uint64_t before = bytes_read_so_far();
+  Report r = v.check();
+  EXPECT_LT(bytes_read_so_far() - before, uint64_t{32} << 20) << "fsck read the holes of a sparse file";
+  EXPECT_EQ(r.sorted_lines(),
+            Lines{"blocks-bad /huge: 1001 of " + std::to_string(nb) + " blocks fail authentication (blocks 0-1000)"});
+}
+
 TEST(FsckLimits, HundredKilobyteNamesAreRefusedEverywhere) {
   TestVolume v;
   const std::string file = v.write_file("/" + std::string(230, 'h'), pattern(10, 3));
