@@ -89,7 +89,23 @@ Fs::Fs(std::unique_ptr<Volume> volume)
   table_.root().iv = vol_->root_iv();
 }
 
-Fs::~Fs() = default;
+Fs::~Fs() {
+  std::lock_guard lk(handles_mu_);
+  for (FileHandle* fh : open_files_) delete fh;
+  for (DirHandle* dh : open_dirs_) delete dh;
+}
+
+FileHandle* Fs::track(std::unique_ptr<FileHandle> fh) {
+  std::lock_guard lk(handles_mu_);
+  open_files_.insert(fh.get());
+  return fh.release();
+}
+
+DirHandle* Fs::track(std::unique_ptr<DirHandle> dh) {
+  std::lock_guard lk(handles_mu_);
+  open_dirs_.insert(dh.get());
+  return dh.release();
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Names, directory IVs, attributes
@@ -235,8 +251,8 @@ struct stat Fs::stat_of(Inode& n) {
   return st;
 }
 
-Entry Fs::entry_for(Inode& dir, const std::string& backing, struct stat st) {
-  auto n = table_.intern(dir, backing, st);
+Entry Fs::entry_for(Inode& dir, const std::string& backing, struct stat st, bool fresh) {
+  auto n = table_.intern(dir, backing, st, {}, fresh);
   try {
     plain_attr(*n, st);
   } catch (...) {
@@ -256,11 +272,11 @@ Entry Fs::lookup(uint64_t parent, const std::string& name) {
   return entry_for(*at.dir, at.backing, st);
 }
 
-Entry Fs::lookup_backing(Inode& dir, const std::string& backing) {
+Entry Fs::lookup_backing(Inode& dir, const std::string& backing, bool fresh) {
   FdPtr f = table_.fd(dir);
   struct stat st;
   check(::fstatat(f->get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
-  return entry_for(dir, backing, st);
+  return entry_for(dir, backing, st, fresh);
 }
 
 void Fs::forget(uint64_t ino, uint64_t count) { table_.forget(table_.get(ino), count); }
@@ -344,7 +360,7 @@ Entry Fs::mknod(const Caller& c, uint64_t parent, const std::string& name, mode_
     fail(err);
   }
   own(at, c, mode, false);
-  return lookup_backing(*at.dir, at.backing);
+  return lookup_backing(*at.dir, at.backing, /*fresh=*/true);
 }
 
 Entry Fs::mkdir(const Caller& c, uint64_t parent, const std::string& name, mode_t mode) {
@@ -371,7 +387,7 @@ Entry Fs::mkdir(const Caller& c, uint64_t parent, const std::string& name, mode_
     if (side) remove_name_sidecar(at);
     throw;
   }
-  Entry e = lookup_backing(*at.dir, at.backing);
+  Entry e = lookup_backing(*at.dir, at.backing, /*fresh=*/true);
   Inode& n = table_.get(e.ino);
   std::lock_guard lk(n.mu);
   n.iv = iv;
@@ -397,7 +413,7 @@ Entry Fs::symlink(const Caller& c, const std::string& target, uint64_t parent, c
     throw;
   }
   own(at, c, S_IFLNK, false);
-  return lookup_backing(*at.dir, at.backing);
+  return lookup_backing(*at.dir, at.backing, /*fresh=*/true);
 }
 
 Entry Fs::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
@@ -431,7 +447,9 @@ void Fs::unlink(uint64_t parent, const std::string& name) {
   struct stat st;
   check(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
   if (S_ISDIR(st.st_mode)) fail(EISDIR);
-  if (auto n = table_.find(st.st_dev, st.st_ino)) {
+  bool gone = st.st_nlink <= 1;
+  auto n = table_.find(st.st_dev, st.st_ino);
+  if (n) {
     bool open = false;
     {
       std::lock_guard lk(n->mu);
@@ -439,8 +457,10 @@ void Fs::unlink(uint64_t parent, const std::string& name) {
     }
     // The kernel may still reach this object through another hard link or an open file: keep a way in.
     if (open || st.st_nlink > 1) table_.pin(*n);
+    gone = gone && !open;  // an open file's descriptor keeps its inode number from being reused
   }
   check(::unlinkat(at.dirfd->get(), at.backing.c_str(), 0));
+  if (n && gone) table_.unindex(*n);
   remove_name_sidecar(at);
   if (S_ISLNK(st.st_mode)) ::unlinkat(at.dirfd->get(), link_sidecar_name(at.backing).c_str(), 0);
 }
@@ -498,6 +518,7 @@ void Fs::rmdir(uint64_t parent, const std::string& name) {
     if (stored) restore_dir_iv(at.dirfd->get(), at.backing, *stored);
     fail(err);
   }
+  if (auto n = table_.find(st.st_dev, st.st_ino)) table_.unindex(*n);
   remove_name_sidecar(at);
 }
 
@@ -542,6 +563,7 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
   bool d_long = dst && S_ISLNK(s2.st_mode) && stored_link_at(fd2, to.backing).size() > LinkCodec::kMaxInlineStored;
 
   std::optional<DirIv> stripped;
+  bool replaced_gone = false;  // the rename frees the target's backing inode
   if (dst && !exchange) {
     if (S_ISDIR(s2.st_mode)) {
       if (!S_ISDIR(s1.st_mode)) fail(EISDIR);
@@ -556,6 +578,7 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
         open = n2->open_count > 0;
       }
       if (open || s2.st_nlink > 1) table_.pin(*n2);
+      replaced_gone = !open && (s2.st_nlink <= 1 || S_ISDIR(s2.st_mode));
     }
   }
   bool side = make_name_sidecar(to, false);
@@ -584,6 +607,7 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
 
   if (n1) table_.set_location(*n1, *to.dir, to.backing);
   if (n2 && exchange) table_.set_location(*n2, *from.dir, from.backing);
+  if (n2 && replaced_gone) table_.unindex(*n2);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -643,7 +667,7 @@ FileHandle* Fs::open(uint64_t ino, int flags, bool* keep_cache) {
     }
     *keep_cache = false;
   }
-  return fh.release();
+  return track(std::move(fh));
 }
 
 FileHandle* Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags, Entry* e) {
@@ -672,7 +696,7 @@ FileHandle* Fs::create(const Caller& c, uint64_t parent, const std::string& name
   struct stat st;
   check(::fstat(fd.get(), &st));
   if (!S_ISREG(st.st_mode)) fail(EISDIR);
-  auto n = table_.intern(*at.dir, at.backing, st);
+  auto n = table_.intern(*at.dir, at.backing, st, {}, /*fresh=*/created);
   auto fh = std::make_unique<FileHandle>();
   fh->inode = n;
   try {
@@ -689,7 +713,7 @@ FileHandle* Fs::create(const Caller& c, uint64_t parent, const std::string& name
   }
   e->ino = table_.fuse_ino(*n);
   e->attr = st;
-  return fh.release();
+  return track(std::move(fh));
 }
 
 size_t Fs::read(FileHandle& fh, std::span<uint8_t> out, uint64_t off) { return fh.content->read(off, out); }
@@ -697,6 +721,10 @@ size_t Fs::read(FileHandle& fh, std::span<uint8_t> out, uint64_t off) { return f
 void Fs::write(FileHandle& fh, std::span<const uint8_t> data, uint64_t off) { fh.content->write(off, data); }
 
 void Fs::release(FileHandle* raw) {
+  {
+    std::lock_guard lk(handles_mu_);
+    open_files_.erase(raw);
+  }
   std::unique_ptr<FileHandle> fh(raw);
   Inode& n = *fh->inode;
   std::shared_ptr<ContentFile> last;
@@ -829,7 +857,7 @@ DirHandle* Fs::opendir(uint64_t ino) {
   if (n.type != S_IFDIR) fail(ENOTDIR);
   auto dh = std::make_unique<DirHandle>();
   dh->dir = n.shared_from_this();
-  return dh.release();
+  return track(std::move(dh));
 }
 
 const std::vector<DirEntry>& Fs::readdir(DirHandle& dh, uint64_t off) {
@@ -882,7 +910,13 @@ const std::vector<DirEntry>& Fs::readdir(DirHandle& dh, uint64_t off) {
   return dh.entries;
 }
 
-void Fs::releasedir(DirHandle* dh) { delete dh; }
+void Fs::releasedir(DirHandle* dh) {
+  {
+    std::lock_guard lk(handles_mu_);
+    open_dirs_.erase(dh);
+  }
+  delete dh;
+}
 
 void Fs::fsyncdir(uint64_t ino, bool datasync) {
   Inode& n = table_.get(ino);

@@ -14,6 +14,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "fuse/inode_table.hpp"
@@ -69,7 +70,7 @@ class Fs {
 
   Entry lookup(uint64_t parent, const std::string& name);
   // readdirplus: the entry listed under `backing` in dir (nlookup incremented when it exists).
-  Entry lookup_backing(Inode& dir, const std::string& backing);
+  Entry lookup_backing(Inode& dir, const std::string& backing, bool fresh = false);
   void forget(uint64_t ino, uint64_t count);
   struct stat getattr(uint64_t ino, FileHandle* fh);
   struct stat setattr(uint64_t ino, const SetAttr& a, FileHandle* fh);
@@ -116,7 +117,7 @@ class Fs {
   };
   Named resolve(uint64_t parent, const std::string& name);
   DirIv iv_of(Inode& dir);
-  Entry entry_for(Inode& dir, const std::string& backing, struct stat st);
+  Entry entry_for(Inode& dir, const std::string& backing, struct stat st, bool fresh = false);
   void plain_attr(Inode& n, struct stat& st);
   struct stat stat_of(Inode& n);
   std::string stored_link(Inode& n);
@@ -139,9 +140,16 @@ class Fs {
                           const std::string& encoded);
   std::string xattr_path(Inode& n, FdPtr& hold);
 
+  // Open handles, so that those the kernel never released (a daemon stopped with handles open) are freed.
+  FileHandle* track(std::unique_ptr<FileHandle> fh);
+  DirHandle* track(std::unique_ptr<DirHandle> dh);
+
   std::unique_ptr<Volume> vol_;
   InodeTable table_;
   const bool root_;  // running as root: new entries are chowned to the caller
+  std::mutex handles_mu_;
+  std::unordered_set<FileHandle*> open_files_;
+  std::unordered_set<DirHandle*> open_dirs_;
 };
 
 // Name of the sidecar that holds a long symlink target for the entry `backing`.

@@ -41,7 +41,8 @@ uint64_t InodeTable::fuse_ino(const Inode& n) const {
   return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&n));
 }
 
-std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd) {
+std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd,
+                                          bool fresh) {
   std::vector<std::shared_ptr<Inode>> dropped;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
   Key key{st.st_dev, st.st_ino};
@@ -49,7 +50,7 @@ std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name
   if (auto it = index_.find(key); it != index_.end()) {
     n = it->second.lock();
     // Same number, other type: the backing inode was freed and reused behind our back; start afresh.
-    if (n && n->type != (st.st_mode & S_IFMT)) n.reset();
+    if (n && (fresh || n->type != (st.st_mode & S_IFMT))) n.reset();
   }
   if (!n) {
     n.reset(new Inode(st.st_dev, st.st_ino, st.st_mode & S_IFMT));
@@ -95,6 +96,12 @@ void InodeTable::forget(Inode& n, uint64_t count) {
     auto it = index_.find(key);
     if (it != index_.end() && it->second.lock().get() == &n) index_.erase(it);
   }
+}
+
+void InodeTable::unindex(Inode& n) {
+  std::lock_guard lk(mu_);
+  auto it = index_.find({n.dev, n.ino});
+  if (it != index_.end() && it->second.lock().get() == &n) index_.erase(it);
 }
 
 std::pair<std::shared_ptr<Inode>, std::string> InodeTable::location(Inode& n) {

@@ -74,7 +74,10 @@ class InodeTable {
 
   // Registers a kernel reference to the object `st` found as `name` in `parent` (lookup, create, ...).
   // fd, if given, is an O_PATH descriptor of that object to cache. Returns the Inode (nlookup incremented).
-  std::shared_ptr<Inode> intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd = {});
+  // fresh: the object was just created, so an Inode indexed under its number is stale (the number was freed
+  // and reused, possibly while a racing lookup re-added the old object) and must not be reused.
+  std::shared_ptr<Inode> intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd = {},
+                                bool fresh = false);
   // The Inode for (dev, ino) if one is alive.
   std::shared_ptr<Inode> find(dev_t dev, ino_t ino);
   void forget(Inode& n, uint64_t count);
@@ -88,6 +91,9 @@ class InodeTable {
   void set_location(Inode& n, Inode& parent, const std::string& name);
   // Keeps a descriptor to n for good: its last known name is about to disappear (unlink, rename over).
   void pin(Inode& n);
+  // n's backing object is gone (last link removed): its inode number may be reused by a new file, which must
+  // get a new Inode (and so a new FUSE node id) instead of this one's cached attributes, IV and pages.
+  void unindex(Inode& n);
 
  private:
   void cache_fd_locked(Inode& n, FdPtr fd, std::vector<std::shared_ptr<Inode>>& dropped);
