@@ -15,4 +15,6 @@ for kind in release asan; do
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   (cd "build-$kind" && ctest --output-on-failure -j2 --timeout 900)
 done
-echo "== all tests passed (release and asan)"
+echo "== fuzzing (libFuzzer, clang, ASan+UBSan): every parser of untrusted bytes, ${FUZZ_SECONDS:-15} s each"
+bash tests/fuzz/run.sh "${FUZZ_SECONDS:-15}"
+echo "== all tests passed (release, asan, fuzzing)"
