@@ -10,7 +10,7 @@ fusermount3 -u "$DEMO/plain" 2>/dev/null || true
 rm -rf "$DEMO" && mkdir -p "$DEMO/cipher" "$DEMO/plain"
 echo "demo passphrase" > "$DEMO/passfile"
 echo "== veilkey init (fast KDF settings for the demo)"
-"$BIN/veilkey" init "$DEMO/cipher" --passfile "$DEMO/passfile" --no-recovery-code --kdf-memory 65536 --kdf-ops 2
+"$BIN/keytool/veilkey" init "$DEMO/cipher" --passfile "$DEMO/passfile" --no-recovery-code --kdf-memory 65536 --kdf-ops 2
 echo "== mount"
 "$BIN/veilfs" --passfile "$DEMO/passfile" "$DEMO/cipher" "$DEMO/plain"
 trap 'fusermount3 -u "$DEMO/plain" 2>/dev/null || true' EXIT
