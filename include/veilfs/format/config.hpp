@@ -4,7 +4,8 @@
 // Three protections, checked in this order so that each failure has its own message:
 //  1. "checksum": BLAKE2b-256 over the canonical JSON without this field -> accidental corruption is "corrupt";
 //  2. each slot's AEAD -> a secret that opens no slot is "wrong passphrase";
-//  3. "params_mac": keyed BLAKE2b-256 under a master-derived key over version, volume ID, cipher, block size and features
+//  3. "params_mac": keyed BLAKE2b-256 under a master-derived key over version, volume ID, cipher, block size
+//     and features
 //     -> an attacker who edits those (say, to downgrade the cipher) is caught after unlocking.
 #pragma once
 
