@@ -8,6 +8,7 @@
 #include "keytool.hpp"
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
 #include "veilfs/volume.hpp"
 
 namespace veil::keytool {
@@ -23,26 +24,6 @@ constexpr CommandHelp kHelp{
     "  veilkey init ~/vault.enc --cipher xchacha20poly1305 --passfile pass.txt > recovery.txt\n"
     "  veilkey init /data/backup.enc --keyfile /media/usb/backup.key --no-recovery-code\n"
     "  veilkey init ~/vault.enc --kdf-memory 1073741824 --kdf-ops 4   # a slower, stronger slot\n"};
-
-bool dir_is_empty(int dirfd) {
-  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) throw_errno("dup");
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    throw_errno("fdopendir");
-  }
-  bool empty = true;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") {
-      empty = false;
-      break;
-    }
-  }
-  ::closedir(d);
-  return empty;
-}
 
 bool is_empty_dir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

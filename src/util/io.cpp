@@ -1,5 +1,6 @@
 #include "veilfs/util/io.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -67,6 +68,26 @@ std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t 
   if (n > max_size) throw Error(ErrorKind::Corrupt, EIO, name + " is too large");
   data.resize(n);
   return data;
+}
+
+bool dir_is_empty(int dirfd) {
+  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) throw_errno("dup");
+  DIR* d = ::fdopendir(dup);
+  if (!d) {
+    ::close(dup);
+    throw_errno("fdopendir");
+  }
+  bool empty = true;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n != "." && n != "..") {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(d);
+  return empty;
 }
 
 void fsync_dir(int dirfd) {

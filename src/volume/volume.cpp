@@ -6,6 +6,7 @@
 #include "veilfs/crypto/kdf.hpp"
 #include "veilfs/crypto/random.hpp"
 #include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
 
 namespace veil {
 
@@ -19,26 +20,6 @@ UniqueFd open_dir(const std::string& path) {
 
 SecretBytes subkey(const SecretBytes& master, const format::VolumeConfig& c, std::string_view label, size_t n = 32) {
   return hkdf_sha256(master.span(), c.volume_id, label, n);
-}
-
-bool dir_is_empty(int fd) {
-  int dup = ::dup(fd);
-  if (dup < 0) throw_errno("dup");
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    throw_errno("fdopendir");
-  }
-  bool empty = true;
-  while (dirent* e = ::readdir(d)) {
-    std::string_view n = e->d_name;
-    if (n != "." && n != "..") {
-      empty = false;
-      break;
-    }
-  }
-  ::closedir(d);
-  return empty;
 }
 
 }  // namespace

@@ -22,6 +22,8 @@ std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t 
 // Atomic replace: write dir/name.tmp.<random>, fsync, rename over name, fsync the directory.
 void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode);
 void fsync_dir(int dirfd);
+// Whether the directory holds nothing but "." and ".." (dirfd itself is left untouched).
+bool dir_is_empty(int dirfd);
 
 // Test-only fault injection for crash-safety tests: when set, write_file_atomic calls the hook with
 // "after-temp" (temp file written and fsynced, not yet renamed) and "after-rename" (renamed, directory not yet
