@@ -1,5 +1,4 @@
 // veilkey init: create a volume in an empty directory.
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 

@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -10,6 +9,7 @@
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/format/recovery_code.hpp"
 #include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
 
 namespace veil::keytool {
 
@@ -105,18 +105,12 @@ UniqueFd open_cipherdir(const std::string& cipherdir) {
 // A veilkey killed between writing its temp config and renaming it leaves "veilfs.conf.tmp.<random>" behind.
 // It holds only wrapped keys, but it is clutter; under the lock no other veilkey can be writing one.
 void remove_stale_temps(int dirfd) {
-  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) throw_errno("dup");
-  DIR* d = ::fdopendir(dup);
-  if (!d) {
-    ::close(dup);
-    throw_errno("fdopendir");
-  }
   const std::string prefix = std::string(format::kConfigName) + ".tmp.";
   std::vector<std::string> stale;
-  while (dirent* e = ::readdir(d))
-    if (std::string_view(e->d_name).starts_with(prefix)) stale.emplace_back(e->d_name);
-  ::closedir(d);
+  for_each_dir_entry(dirfd, [&](std::string_view name) {
+    if (name.starts_with(prefix)) stale.emplace_back(name);
+    return true;
+  });
   for (const auto& name : stale) ::unlinkat(dirfd, name.c_str(), 0);
 }
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <memory>
 
 #include "veilfs/crypto/random.hpp"
 #include "veilfs/util/error.hpp"
@@ -70,7 +71,7 @@ std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t 
   return data;
 }
 
-bool dir_is_empty(int dirfd) {
+void for_each_dir_entry(int dirfd, const std::function<bool(std::string_view)>& fn) {
   int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
   if (dup < 0) throw_errno("dup");
   DIR* d = ::fdopendir(dup);
@@ -78,15 +79,17 @@ bool dir_is_empty(int dirfd) {
     ::close(dup);
     throw_errno("fdopendir");
   }
-  bool empty = true;
+  std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
+  ::rewinddir(d);  // the duplicate shares its position with dirfd
   while (dirent* e = ::readdir(d)) {
     std::string_view n = e->d_name;
-    if (n != "." && n != "..") {
-      empty = false;
-      break;
-    }
+    if (n != "." && n != ".." && !fn(n)) break;
   }
-  ::closedir(d);
+}
+
+bool dir_is_empty(int dirfd) {
+  bool empty = true;
+  for_each_dir_entry(dirfd, [&](std::string_view) { return empty = false; });
   return empty;
 }
 

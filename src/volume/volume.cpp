@@ -1,6 +1,5 @@
 #include "veilfs/volume.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 
 #include "veilfs/crypto/kdf.hpp"

@@ -5,8 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace veil {
@@ -22,7 +24,10 @@ std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t 
 // Atomic replace: write dir/name.tmp.<random>, fsync, rename over name, fsync the directory.
 void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode);
 void fsync_dir(int dirfd);
-// Whether the directory holds nothing but "." and ".." (dirfd itself is left untouched).
+// Calls fn(name) for each entry of the directory except "." and ".." until fn returns false
+// (dirfd itself is left untouched: the listing uses a duplicate).
+void for_each_dir_entry(int dirfd, const std::function<bool(std::string_view)>& fn);
+// Whether the directory holds nothing but "." and "..".
 bool dir_is_empty(int dirfd);
 
 // Test-only fault injection for crash-safety tests: when set, write_file_atomic calls the hook with
