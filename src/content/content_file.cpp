@@ -199,53 +199,53 @@ size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
   if (off + n == size && l + 1 < nb) fail_auth(nb - 1);
   const FileKey& k = key_locked(backing);
 
+  // Each chunk reads its own slots and decrypts them, so that on several cores the copies out of the page cache
+  // run in parallel too. Zero slots are left for afterwards: a run of them is a hole only if the data block after
+  // it vouches for it, which is checked once per run, sequentially.
   const size_t slot = layout_.slot_size();
-  const uint64_t cbegin = layout_.slot_offset(f);
-  const uint64_t cend = std::min(backing, layout_.slot_offset(l + 1));
-  RawBuffer cbuf(cend - cbegin);
-  if (pread_full(fd_.get(), cbuf.span(0, cbuf.size), cbegin) != cbuf.size) fail_auth(l);
-  auto slot_of = [&](uint64_t i) {
-    size_t b = (i - f) * slot;
-    return std::span<const uint8_t>(cbuf.data.get() + b, std::min<size_t>(slot, cbuf.size - b));
-  };
-
-  // Holes first, sequentially: a run of zero slots is authenticated once by the data slot claiming it.
   const uint64_t count = l - f + 1;
   std::vector<uint8_t> is_hole(count, 0);
-  uint64_t claim_lo = 1, claim_hi = 0;  // verified hole range [lo, hi)
-  for (uint64_t i = f; i <= l; ++i) {
-    auto s = slot_of(i);
-    if (s.size() != slot || !slot_is_zero(s)) continue;
-    if (!(i >= claim_lo && i < claim_hi)) {
-      uint64_t claimer = 0;
-      claim_lo = verified_hole_start(k, i, nb, &claimer);
-      claim_hi = claimer;
-    }
-    is_hole[i - f] = 1;
-  }
-
   parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
-    std::vector<uint8_t> tmp(B);
+    const uint64_t cbegin = layout_.slot_offset(f + cb);
+    const uint64_t cend = std::min(backing, layout_.slot_offset(f + ce));
+    RawBuffer cbuf(cend - cbegin);
+    if (pread_full(fd_.get(), cbuf.span(0, cbuf.size), cbegin) != cbuf.size) fail_auth(f + ce - 1);
+    std::vector<uint8_t> tmp;
     for (size_t c = cb; c < ce; ++c) {
-      uint64_t i = f + c;
-      uint64_t blk_start = i * B;
-      uint64_t lo = std::max<uint64_t>(off, blk_start), hi = std::min<uint64_t>(off + n, blk_start + B);
-      uint8_t* dst = out.data() + (lo - off);
-      if (is_hole[c]) {
-        std::memset(dst, 0, hi - lo);
+      const uint64_t i = f + c;
+      const size_t sb = (c - cb) * slot;
+      auto s = std::span<const uint8_t>(cbuf.data.get() + sb, std::min<size_t>(slot, cbuf.size - sb));
+      if (s.size() == slot && slot_is_zero(s)) {
+        is_hole[c] = 1;
         continue;
       }
-      auto s = slot_of(i);
-      bool whole = lo == blk_start && hi - lo == s.size() - layout_.overhead();
-      if (whole) {
+      const uint64_t blk_start = i * B;
+      const uint64_t lo = std::max<uint64_t>(off, blk_start), hi = std::min<uint64_t>(off + n, blk_start + B);
+      uint8_t* dst = out.data() + (lo - off);
+      if (lo == blk_start && hi - lo == s.size() - layout_.overhead()) {
         decrypt_slot(k, i, i + 1 == nb, s, {dst, static_cast<size_t>(hi - lo)}, nullptr);
       } else {
+        tmp.resize(B);
         size_t plen = decrypt_slot(k, i, i + 1 == nb, s, tmp, nullptr);
         if (hi - blk_start > plen) fail_auth(i);
         std::memcpy(dst, tmp.data() + (lo - blk_start), hi - lo);
       }
     }
   });
+
+  uint64_t claim_lo = 1, claim_hi = 0;  // verified hole range [lo, hi)
+  for (uint64_t c = 0; c < count; ++c) {
+    if (!is_hole[c]) continue;
+    const uint64_t i = f + c;
+    if (!(i >= claim_lo && i < claim_hi)) {
+      uint64_t claimer = 0;
+      claim_lo = verified_hole_start(k, i, nb, &claimer);
+      claim_hi = claimer;
+    }
+    const uint64_t blk_start = i * B;
+    const uint64_t lo = std::max<uint64_t>(off, blk_start), hi = std::min<uint64_t>(off + n, blk_start + B);
+    std::memset(out.data() + (lo - off), 0, hi - lo);
+  }
   return n;
 }
 
@@ -301,51 +301,24 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
   std::optional<Block> old_last;
   if (old_last_outside) old_last = load_block(k, nb - 1, nb);
 
-  // Encrypt the written range into one buffer.
+  // The written range as laid out on disk: [wstart, wstart + wlen), the header first for a new file.
   const size_t count = l - f + 1;
   const size_t ns = layout_.nonce_size(), ovh = layout_.overhead(), slot = layout_.slot_size();
   const size_t hdr = (need_header && f == 0) ? kFileHeaderSize : 0;
   const size_t wlen = hdr + (count - 1) * slot + new_len(l) + ovh;
-  RawBuffer wbuf(wlen);
-  if (hdr) {
-    auto h = k.header.serialize();
-    std::memcpy(wbuf.data.get(), h.data(), h.size());
-  }
-  std::vector<uint8_t> nonces(count * ns);
-  random_fill(nonces);
-  parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
-    std::vector<uint8_t> tmp(B);
-    for (size_t c = cb; c < ce; ++c) {
-      uint64_t i = f + c;
-      uint64_t blk = i * B, len = new_len(i);
-      uint64_t lo = std::max(off, blk), hi = std::min(end, blk + len);
-      std::span<const uint8_t> plain;
-      if (lo == blk && hi == blk + len) {
-        plain = data.subspan(lo - off, len);
-      } else {
-        std::memset(tmp.data(), 0, len);
-        const Block* old = (i == f) ? (first ? &*first : nullptr) : (i == l && lastb ? &*lastb : nullptr);
-        if (old && !old->hole) std::memcpy(tmp.data(), old->plain.data(), std::min<size_t>(old->plain.size(), len));
-        std::memcpy(tmp.data() + (lo - blk), data.data() + (lo - off), hi - lo);
-        plain = {tmp.data(), len};
-      }
-      encrypt_slot(k, i, i == f ? hb_first : 0, i == new_last, plain, wbuf.span(hdr + c * slot, len + ovh),
-                   {nonces.data() + c * ns, ns});
-    }
-  });
-
-  // Reserve space first so that a full disk fails the write before anything is overwritten.
-  if (extends) {
-    uint64_t wstart = layout_.slot_offset(f) - hdr;
-    if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(wstart), static_cast<off_t>(wlen)) != 0 &&
+  const uint64_t wstart = layout_.slot_offset(f) - hdr;
+  // A write that rewrites existing bytes reserves its space first, so that a full disk fails it before anything is
+  // overwritten. A write wholly past the old end needs no reservation: if it fails, the file is cut back to where
+  // it ended, which is cheaper than reserving (fallocate) on every append.
+  const bool overwrites = wstart < backing;
+  const bool pad_old_last = old_last_outside && old_last->plain.size() < B;
+  auto reserve = [&](uint64_t at, uint64_t len) {
+    if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(at), static_cast<off_t>(len)) != 0 &&
         errno != EOPNOTSUPP && errno != ENOSYS)
       throw_errno("reserve space");
-    if (old_last_outside &&
-        ::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(layout_.slot_offset(nb - 1)),
-                    static_cast<off_t>(slot)) != 0 &&
-        errno != EOPNOTSUPP && errno != ENOSYS)
-      throw_errno("reserve space");
-  }
+  };
+  if (extends && overwrites) reserve(wstart, wlen);
+  if (pad_old_last) reserve(layout_.slot_offset(nb - 1), slot);
 
   // Order matters for crash safety: every intermediate state is a readable file.
   std::vector<uint8_t> padded;
@@ -353,7 +326,7 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
     padded = old_last->plain;
     padded.resize(B, 0);
     // Step 1: a short final block becomes a full final block (the file grows with zeros).
-    if (old_last->plain.size() < B) {
+    if (pad_old_last) {
       store_block(k, nb - 1, old_last->hole_before, true, padded);
       step_done("pad-old-final");
     }
@@ -363,8 +336,48 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
     pwrite_full(fd_.get(), h, 0);
     step_done("header");
   }
-  // Step 2: the new blocks, the last of them final.
-  pwrite_full(fd_.get(), wbuf.span(0, wlen), layout_.slot_offset(f) - hdr);
+  const uint64_t cut_back_to = overwrites ? 0 : backing_size();
+
+  // Step 2: the new blocks, the last of them final. Each chunk encrypts its blocks into one buffer and writes them
+  // with one pwrite, so that on several cores the copies into the page cache overlap with encryption.
+  std::vector<uint8_t> nonces(count * ns);
+  random_fill(nonces);
+  try {
+    parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
+      const size_t bbeg = cb == 0 ? 0 : hdr + cb * slot;
+      const size_t bend = ce == count ? wlen : hdr + ce * slot;
+      RawBuffer wbuf(bend - bbeg);
+      if (cb == 0 && hdr) {
+        auto h = k.header.serialize();
+        std::memcpy(wbuf.data.get(), h.data(), h.size());
+      }
+      std::vector<uint8_t> tmp;
+      for (size_t c = cb; c < ce; ++c) {
+        uint64_t i = f + c;
+        uint64_t blk = i * B, len = new_len(i);
+        uint64_t lo = std::max(off, blk), hi = std::min(end, blk + len);
+        std::span<const uint8_t> plain;
+        if (lo == blk && hi == blk + len) {
+          plain = data.subspan(lo - off, len);
+        } else {
+          tmp.assign(len, 0);
+          const Block* old = (i == f) ? (first ? &*first : nullptr) : (i == l && lastb ? &*lastb : nullptr);
+          if (old && !old->hole) std::memcpy(tmp.data(), old->plain.data(), std::min<size_t>(old->plain.size(), len));
+          std::memcpy(tmp.data() + (lo - blk), data.data() + (lo - off), hi - lo);
+          plain = {tmp.data(), len};
+        }
+        encrypt_slot(k, i, i == f ? hb_first : 0, i == new_last, plain, wbuf.span(hdr + c * slot - bbeg, len + ovh),
+                     {nonces.data() + c * ns, ns});
+      }
+      pwrite_full(fd_.get(), wbuf.span(0, wbuf.size), wstart + bbeg);
+    });
+  } catch (const Error&) {
+    // Past the old end nothing was overwritten: dropping what did get written restores the file as it was.
+    if (!overwrites && ::ftruncate(fd_.get(), static_cast<off_t>(cut_back_to)) != 0) {
+      // The file keeps a torn tail, which reads as EIO; the error already being reported says the write failed.
+    }
+    throw;
+  }
   step_done("new-blocks");
   // Step 3: the old final block is no longer final.
   if (old_last_outside) {
