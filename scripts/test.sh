@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# One command: install dependencies, build, and run every test, in a Release build and again under ASan+UBSan.
+# One command: install dependencies, build, and run every test: in a Release build, again under ASan+UBSan, the
+# concurrency tests under ThreadSanitizer (the daemon included), then every fuzz target for a bounded time.
+# Each phase prints "== phase: NAME N s" so that a slow CI run says where its time went.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+T0=$SECONDS
+# phase NAME CMD...: runs CMD and prints how long it took (also when it fails, before the failure stops the run).
+phase() {
+  local name=$1 t=$SECONDS rc=0
+  shift
+  echo "== $name"
+  "$@" || rc=$?
+  echo "== phase: $name $((SECONDS - t)) s$( ((rc)) && echo " (FAILED, exit $rc)")"
+  return $rc
+}
+phase "install deps" bash scripts/install-deps.sh
 if [ ! -e /dev/fuse ]; then
   echo "!!! WARNING: /dev/fuse is missing: the tests that mount a volume will be SKIPPED !!!" >&2
 fi
-echo "== clang-format check"
-git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+phase "clang-format check" bash -c "git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 for kind in release asan; do
-  echo "== $kind build"
-  bash scripts/build.sh "$kind"
-  echo "== $kind tests"
-  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  (cd "build-$kind" && ctest --output-on-failure -j2 --timeout 900)
+  phase "$kind build" bash scripts/build.sh "$kind"
+  phase "$kind tests" bash -c "cd build-$kind && ctest --output-on-failure -j2 --timeout 900"
 done
-echo "== fuzzing (libFuzzer, clang, ASan+UBSan): every parser of untrusted bytes, ${FUZZ_SECONDS:-15} s each"
-bash tests/fuzz/run.sh "${FUZZ_SECONDS:-15}"
-echo "== all tests passed (release, asan, fuzzing)"
+
+# ThreadSanitizer: the content engine's concurrency unit tests and the fault tests, which drive the TSan-built
+# daemon with several processes writing, renaming and listing at once (and SIGKILL it mid-write). A race in a test
+# binary aborts it (halt_on_error); a race in the daemon ends up in its log, which the fault tests scan
+# ("Sanitizer") so that it fails the test even when the daemon is killed before its exit status could tell.
+TSAN_TESTS='Concurrency|Faults\.'
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4"
+phase "tsan build" bash scripts/build.sh tsan
+phase "tsan tests" bash -c "cd build-tsan && ctest --output-on-failure -j2 --timeout 900 --no-tests=error -R '$TSAN_TESTS'"
+
+phase "fuzzing (libFuzzer, clang, ASan+UBSan): every parser of untrusted bytes, ${FUZZ_SECONDS:-15} s each" \
+  bash tests/fuzz/run.sh "${FUZZ_SECONDS:-15}"
+echo "== all tests passed (release, asan, tsan, fuzzing) in $((SECONDS - T0)) s"

@@ -156,7 +156,15 @@ class Daemon {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     pid_ = -1;
+    expect_no_sanitizer_report();
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  // In a sanitizer build the daemon reports a data race or a memory error on its stderr (this log) and may keep
+  // serving, or be SIGKILLed by the test before its exit status could tell: the log is the only reliable witness.
+  void expect_no_sanitizer_report() const {
+    const std::string l = log();
+    if (l.find("Sanitizer") != std::string::npos || l.find("runtime error:") != std::string::npos)
+      ADD_FAILURE() << "the veilfs daemon reported a sanitizer error; its log:\n" << l;
   }
   const Scratch& s_;
   std::string log_;
