@@ -1,7 +1,9 @@
 // Round trips of the content engine at every size boundary, with holes, grow and shrink, for both ciphers and
 // several block sizes.
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <csignal>
 #include <tuple>
 
 #include "content_test_util.hpp"
@@ -228,6 +230,43 @@ TEST_P(ContentRoundTrip, RewritingTheSameDataUsesFreshNonces) {
   ASSERT_EQ(first.size(), second.size());
   EXPECT_NE(first, second);
   EXPECT_EQ(read_all(*f), a);
+}
+
+// Appends past the end are not preallocated: when one fails part-way (here: a file-size limit makes the pwrite
+// short and then fail, as a full disk would), the file must be cut back to exactly what it was.
+TEST_P(ContentRoundTrip, AnAppendThatFailsPartWayLeavesTheFileAsItWas) {
+  auto f = open();
+  auto data = random_bytes(3 * B(), 11);  // block-aligned: the append starts past the old end
+  f->write(0, data);
+  const uint64_t before = backing_size();
+  auto more = random_bytes(1 << 20, 12);
+  struct Limit {
+    rlimit old{};
+    void (*old_handler)(int);
+    explicit Limit(rlim_t cur) : old_handler(std::signal(SIGXFSZ, SIG_IGN)) {
+      ::getrlimit(RLIMIT_FSIZE, &old);
+      rlimit lim = old;
+      lim.rlim_cur = cur;
+      ::setrlimit(RLIMIT_FSIZE, &lim);
+    }
+    ~Limit() {
+      ::setrlimit(RLIMIT_FSIZE, &old);
+      std::signal(SIGXFSZ, old_handler);
+    }
+  };
+  for (uint64_t at : {data.size(), data.size() + 5 * B()}) {  // right after the end, and past a hole
+    SCOPED_TRACE("append at " + std::to_string(at));
+    {
+      Limit lim(before + 300 * 1024);
+      EXPECT_THROW(f->write(at, more), Error);
+    }
+    EXPECT_EQ(backing_size(), before);
+    EXPECT_EQ(f->size(), data.size());
+    EXPECT_EQ(read_all(*f), data);
+  }
+  f->write(data.size(), more);  // and with room again, the append works
+  data.insert(data.end(), more.begin(), more.end());
+  EXPECT_EQ(read_all(*open()), data);
 }
 
 INSTANTIATE_TEST_SUITE_P(Ciphers, ContentRoundTrip,
