@@ -532,11 +532,18 @@ void Fs::ensure_dir_iv_file(int parentfd, const std::string& backing, Inode* n, 
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::Corrupt) throw;
   }
-  if (have) return;
-  // A derived IV depends on the directory's name: write it down before the name changes.
-  DirIv iv = n ? iv_of(*n) : vol_->names().derive_child_iv(parent_iv, encoded);
-  ::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0);
-  restore_dir_iv(parentfd, backing, iv);
+  if (!have) {
+    // A derived IV depends on the directory's name: write it down before the name changes.
+    DirIv iv = n ? iv_of(*n) : vol_->names().derive_child_iv(parent_iv, encoded);
+    ::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0);
+    restore_dir_iv(parentfd, backing, iv);
+  }
+  // mkdir writes the IV file without fsync: until the directory is renamed, a lost IV file is derived again,
+  // identically. After a rename it would not be, so the IV file must be on disk before the rename is.
+  UniqueFd iv_fd(::openat(d.get(), std::string(format::kDirIvName).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!iv_fd || ::fdatasync(iv_fd.get()) != 0) fail(EIO);
+  UniqueFd dir_fd(::openat(parentfd, backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (dir_fd) ::fsync(dir_fd.get());  // best effort: a directory without read permission cannot be opened
 }
 
 void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, const std::string& newname,
