@@ -224,6 +224,32 @@ UniqueFd Fs::open_object(Inode& n, int flags) {
   return reopen(n, flags);
 }
 
+UniqueFd Fs::open_for_writing(Inode& n) {
+  try {
+    return open_object(n, O_RDWR);
+  } catch (const Error& e) {
+    if (root_ || e.sys_errno() != EACCES) throw;
+  }
+  // A non-root daemon must also read a file its owner may only write (mode 0200): partial-block writes read
+  // first. Like a local disk, let the owner in: add owner read/write for the open, then restore the mode.
+  FdPtr path = table_.fd(n);
+  struct stat st;
+  check(::fstat(path->get(), &st));
+  if (st.st_uid != ::geteuid() || (st.st_mode & (S_IRUSR | S_IWUSR)) == (S_IRUSR | S_IWUSR)) fail(EACCES);
+  const std::string proc = "/proc/self/fd/" + std::to_string(path->get());
+  check(::chmod(proc.c_str(), (st.st_mode & 07777) | S_IRUSR | S_IWUSR));
+  UniqueFd fd;
+  int err = 0;
+  try {
+    fd = open_object(n, O_RDWR);
+  } catch (const Error& e) {
+    err = e.sys_errno() ? e.sys_errno() : EIO;
+  }
+  if (::chmod(proc.c_str(), st.st_mode & 07777) != 0 && !err) err = errno;
+  if (err) fail(err);
+  return fd;
+}
+
 struct stat Fs::stat_of(Inode& n) {
   struct stat st;
   if (stat_at_location(n, st)) {
@@ -646,7 +672,7 @@ FileHandle* Fs::open(uint64_t ino, int flags, bool* keep_cache) {
     UniqueFd fd;
     bool writable = true;
     try {
-      fd = open_object(n, O_RDWR);
+      fd = want_write ? open_for_writing(n) : open_object(n, O_RDWR);
     } catch (const Error& e) {
       int err = e.sys_errno();
       if (want_write || (err != EACCES && err != EROFS && err != EPERM)) throw;
@@ -785,7 +811,7 @@ void Fs::truncate(Inode& n, uint64_t size, FileHandle* fh) {
     return;
   }
   // No writable engine open: a temporary one, under n.mu so that an open cannot make a second.
-  ContentFile tmp(vol_->content(), open_object(n, O_RDWR), "inode " + std::to_string(n.ino));
+  ContentFile tmp(vol_->content(), open_for_writing(n), "inode " + std::to_string(n.ino));
   tmp.truncate(size);
 }
 

@@ -130,6 +130,8 @@ class Fs {
   // Opens or stats n through its parent and name when no descriptor is cached (saves an O_PATH open per
   // file in tree walks), checking (st_dev, st_ino); falls back to the descriptor path otherwise.
   UniqueFd open_object(Inode& n, int flags);
+  // O_RDWR, also for a file whose owner may only write it (mode 0200) when the daemon is not root.
+  UniqueFd open_for_writing(Inode& n);
   bool stat_at_location(Inode& n, struct stat& st);
   void truncate(Inode& n, uint64_t size, FileHandle* fh);
   struct stat setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh);
