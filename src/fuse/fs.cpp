@@ -893,54 +893,76 @@ DirHandle* Fs::opendir(uint64_t ino) {
   return track(std::move(dh));
 }
 
-const std::vector<DirEntry>& Fs::readdir(DirHandle& dh, uint64_t off) {
-  if (off != 0 && !dh.entries.empty()) return dh.entries;
-  dh.entries.clear();
+DirHandle::~DirHandle() {
+  if (stream) ::closedir(stream);
+}
+
+void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const DirEntry&, uint64_t)>& emit) {
   Inode& d = *dh.dir;
-  DirIv iv = iv_of(d);
-  FdPtr f = table_.fd(d);
-  int dfd = ::openat(f->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) fail(errno);
-  DIR* dir = ::fdopendir(dfd);
-  if (!dir) {
-    int err = errno;
-    ::close(dfd);
-    fail(err);
+  if (!dh.stream) {
+    FdPtr f = table_.fd(d);
+    int dfd = ::openat(f->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) fail(errno);
+    dh.stream = ::fdopendir(dfd);
+    if (!dh.stream) {
+      int err = errno;
+      ::close(dfd);
+      fail(err);
+    }
+    dh.pos = 0;
+    dh.pending = nullptr;
   }
-  std::unique_ptr<DIR, int (*)(DIR*)> guard(dir, ::closedir);
+  if (off != dh.pos) {
+    ::seekdir(dh.stream, static_cast<long>(off));
+    dh.pos = off;
+    dh.pending = nullptr;
+  }
+  const DirIv iv = iv_of(d);
   const NameTransform& names = vol_->names();
+  DirEntry de;
   for (;;) {
-    errno = 0;
-    dirent* e = ::readdir(dir);
-    if (!e) {
-      if (errno != 0) fail(errno);
-      break;
+    if (!dh.pending) {
+      errno = 0;
+      dh.pending = ::readdir(dh.stream);
+      if (!dh.pending) {
+        if (errno != 0) fail(errno);
+        return;
+      }
     }
+    const dirent* e = dh.pending;
+    const auto next = static_cast<uint64_t>(e->d_off);
     std::string_view b = e->d_name;
-    if (b == "." || b == "..") {
-      dh.entries.push_back({std::string(b), std::string(b), e->d_ino, DT_DIR});
-      continue;
-    }
     std::optional<std::string> plain;
-    if (NameTransform::is_reserved(b)) {
-      if (!NameTransform::is_long_name(b)) continue;
-      try {
-        auto side = read_small_file(dirfd(dir), NameTransform::sidecar_for(b), format::kMaxSidecarSize);
-        std::string encoded(side.begin(), side.end());
-        if (NameTransform::long_name_for(encoded) == b) plain = names.decrypt(iv, encoded);
-      } catch (const Error&) {
+    if (b == "." || b == "..") {
+      plain = std::string(b);
+    } else if (NameTransform::is_reserved(b)) {
+      if (NameTransform::is_long_name(b)) {
+        try {
+          auto side = read_small_file(::dirfd(dh.stream), NameTransform::sidecar_for(b), format::kMaxSidecarSize);
+          std::string encoded(side.begin(), side.end());
+          if (NameTransform::long_name_for(encoded) == b) plain = names.decrypt(iv, encoded);
+        } catch (const Error&) {
+        }
+        if (!plain)
+          log(LogLevel::Warning, "directory inode %llu: skipping long name %s without a valid name file",
+              static_cast<unsigned long long>(d.ino), e->d_name);
       }
     } else {
       plain = names.decrypt(iv, b);
+      if (!plain)
+        log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
+            static_cast<unsigned long long>(d.ino), e->d_name);
     }
-    if (!plain) {
-      log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
-          static_cast<unsigned long long>(d.ino), e->d_name);
-      continue;
+    if (plain) {
+      de.name = std::move(*plain);
+      de.backing.assign(b);
+      de.ino = e->d_ino;
+      de.type = (b == "." || b == "..") ? static_cast<unsigned char>(DT_DIR) : e->d_type;
+      if (!emit(de, next)) return;  // stays pending for the next request
     }
-    dh.entries.push_back({std::move(*plain), std::string(b), e->d_ino, e->d_type});
+    dh.pending = nullptr;
+    dh.pos = next;
   }
-  return dh.entries;
 }
 
 void Fs::releasedir(DirHandle* dh) {

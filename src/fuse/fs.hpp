@@ -5,10 +5,12 @@
 // one *at() system call on the cipher dir -> ContentFile for file contents.
 #pragma once
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -46,10 +48,20 @@ struct FileHandle {
   std::shared_ptr<ContentFile> content;
 };
 
+// An open directory: a stream over the backing directory, decrypted one READDIR request at a time, so that
+// listing a directory of a million entries needs no more memory than one request's worth. FUSE offsets are the
+// backing directory's own positions (d_off, telldir cookies), so the kernel can resume or seek anywhere.
 struct DirHandle {
+  DirHandle() = default;
+  ~DirHandle();
+  DirHandle(const DirHandle&) = delete;
+  DirHandle& operator=(const DirHandle&) = delete;
+
   std::shared_ptr<Inode> dir;
   std::mutex mu;
-  std::vector<DirEntry> entries;
+  DIR* stream = nullptr;             // opened at the first READDIR
+  uint64_t pos = 0;                  // position of the stream (0: the start)
+  struct dirent* pending = nullptr;  // read but not yet handed out (did not fit in the last reply)
 };
 
 struct SetAttr {
@@ -95,8 +107,10 @@ class Fs {
   void fallocate(FileHandle& fh, int mode, uint64_t off, uint64_t len);
 
   DirHandle* opendir(uint64_t ino);
-  // Entries of the listing; reloaded when the kernel starts over at offset 0.
-  const std::vector<DirEntry>& readdir(DirHandle& dh, uint64_t off);
+  // Lists the directory from position off, calling emit(entry, position after it) for each entry until emit
+  // returns false (the reply is full: that entry is handed out again by the next call) or the end is reached.
+  // Reserved backing names are left out, and names that fail to decrypt with a warning.
+  void readdir(DirHandle& dh, uint64_t off, const std::function<bool(const DirEntry&, uint64_t)>& emit);
   void releasedir(DirHandle* dh);
   void fsyncdir(uint64_t ino, bool datasync);
   struct statvfs statfs();

@@ -298,9 +298,7 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
     // The lock must be gone before the reply: once the caller has its entries it may close the directory,
     // and the RELEASEDIR that frees dh can run on another thread at once.
     std::unique_lock lk(dh.mu);
-    const auto& ents = fs.readdir(dh, static_cast<uint64_t>(off));
-    for (size_t i = static_cast<size_t>(off); i < ents.size(); ++i) {
-      const DirEntry& de = ents[i];
+    fs.readdir(dh, static_cast<uint64_t>(off), [&](const DirEntry& de, uint64_t next) {
       size_t need;
       if (plus) {
         fuse_entry_param p{};
@@ -311,24 +309,24 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
           try {
             p = to_param(fs.lookup_backing(*dh.dir, de.backing));
           } catch (const Error&) {
-            continue;  // removed since the listing was read
+            return true;  // removed since it was read: skip it
           }
         }
-        need =
-            fuse_add_direntry_plus(req, buf.data() + pos, size - pos, de.name.c_str(), &p, static_cast<off_t>(i + 1));
+        need = fuse_add_direntry_plus(req, buf.data() + pos, size - pos, de.name.c_str(), &p, static_cast<off_t>(next));
         if (need > size - pos) {
           if (p.ino) fs.forget(p.ino, 1);
-          break;
+          return false;
         }
       } else {
         struct stat st {};
         st.st_ino = de.ino;
         st.st_mode = static_cast<mode_t>(de.type) << 12;
-        need = fuse_add_direntry(req, buf.data() + pos, size - pos, de.name.c_str(), &st, static_cast<off_t>(i + 1));
-        if (need > size - pos) break;
+        need = fuse_add_direntry(req, buf.data() + pos, size - pos, de.name.c_str(), &st, static_cast<off_t>(next));
+        if (need > size - pos) return false;
       }
       pos += need;
-    }
+      return true;
+    });
     lk.unlock();
     fuse_reply_buf(req, buf.data(), pos);
   });

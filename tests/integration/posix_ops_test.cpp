@@ -142,6 +142,40 @@ TEST_F(PosixOps, ReaddirOfALargeDirectoryContinuesAcrossBuffers) {
   EXPECT_EQ(std::set<std::string>(got.begin(), got.end()), want);
 }
 
+TEST_F(PosixOps, TelldirSeekdirAndRewinddirResumeTheListingWhereTheySaid) {
+  // The daemon streams listings (offsets are the backing directory's positions): a saved position must resume
+  // the same sequence, also after other reads moved the stream, and a rewind must list everything again.
+  for (int i = 0; i < 500; ++i) {
+    UniqueFd fd(::open(at(std::string(kNameMarker) + "_seek_" + std::to_string(i)).c_str(), O_CREAT | O_WRONLY, 0644));
+    ASSERT_TRUE(fd) << err_name(errno);
+  }
+  DIR* d = ::opendir(dir().c_str());
+  ASSERT_NE(d, nullptr);
+  auto read_rest = [&] {
+    std::vector<std::string> v;
+    while (auto* e = ::readdir(d)) v.emplace_back(e->d_name);
+    return v;
+  };
+  std::vector<std::string> head;
+  for (int i = 0; i < 150; ++i) {
+    auto* e = ::readdir(d);
+    ASSERT_NE(e, nullptr);
+    head.emplace_back(e->d_name);
+  }
+  long mark = ::telldir(d);
+  auto tail = read_rest();
+  EXPECT_EQ(head.size() + tail.size(), 502u);  // with . and ..
+  ::seekdir(d, mark);
+  EXPECT_EQ(read_rest(), tail);
+  ::rewinddir(d);
+  auto all = read_rest();
+  ::closedir(d);
+  std::vector<std::string> joined = head;
+  joined.insert(joined.end(), tail.begin(), tail.end());
+  EXPECT_EQ(all, joined);
+  EXPECT_EQ(std::set<std::string>(all.begin(), all.end()).size(), 502u) << "an entry was listed twice";
+}
+
 TEST_F(PosixOps, GetattrReportsTypeModeSizeAndOwner) {
   write_file(at("f"), std::string(12345, 'a'), 0640);
   struct stat st = lstat_of(at("f"));
