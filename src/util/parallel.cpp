@@ -1,10 +1,11 @@
 #include "veilfs/util/parallel.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
-#include <future>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -60,6 +61,50 @@ Pool& pool() {
   return p;
 }
 
+// One parallel_for call. Workers and the caller take chunks from a shared counter, so a worker that wakes late
+// (a thread wake-up costs tens of microseconds in a VM) takes fewer chunks instead of holding everyone up. The
+// state is shared with the pool's jobs because a job may start after the call has returned; it then finds no
+// chunk left and never touches fn.
+struct Run {
+  Run(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn) : n(n), grain(grain), fn(&fn) {}
+  const size_t n, grain;
+  const std::function<void(size_t, size_t)>* fn;
+  std::atomic<size_t> next{0};
+  std::atomic<size_t> done{0};  // items finished (or skipped after a failure)
+  std::atomic<bool> failed{false};
+  std::mutex err_mu;
+  std::exception_ptr err;
+
+  void work() {
+    for (;;) {
+      size_t b = next.fetch_add(grain, std::memory_order_relaxed);
+      if (b >= n) return;
+      size_t e = std::min(n, b + grain);
+      if (!failed.load(std::memory_order_relaxed)) {
+        try {
+          (*fn)(b, e);
+        } catch (...) {
+          std::lock_guard lk(err_mu);
+          if (!err) err = std::current_exception();
+          failed = true;
+        }
+      }
+      if (done.fetch_add(e - b, std::memory_order_acq_rel) + (e - b) == n) done.notify_all();
+    }
+  }
+  void wait() {
+    // The last chunk usually finishes within microseconds of ours: spin briefly before sleeping.
+    for (int i = 0; i < 500; ++i) {
+      if (done.load(std::memory_order_acquire) == n) return;
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    for (size_t d = done.load(std::memory_order_acquire); d != n; d = done.load(std::memory_order_acquire))
+      done.wait(d, std::memory_order_acquire);
+  }
+};
+
 }  // namespace
 
 void parallel_for(size_t n, size_t min_parallel, const std::function<void(size_t, size_t)>& fn) {
@@ -69,31 +114,15 @@ void parallel_for(size_t n, size_t min_parallel, const std::function<void(size_t
     fn(0, n);
     return;
   }
-  size_t workers = pool().size();
-  size_t chunks = std::min(n, workers + 1);
-  size_t per = (n + chunks - 1) / chunks;
-  std::vector<std::future<void>> futures;
-  for (size_t c = 1; c < chunks; ++c) {
-    size_t b = c * per, e = std::min(n, b + per);
-    if (b >= e) break;
-    auto task = std::make_shared<std::packaged_task<void()>>([&fn, b, e] { fn(b, e); });
-    futures.push_back(task->get_future());
-    pool().submit([task] { (*task)(); });
-  }
-  std::exception_ptr first;
-  try {
-    fn(0, std::min(n, per));
-  } catch (...) {
-    first = std::current_exception();
-  }
-  for (auto& f : futures) {
-    try {
-      f.get();
-    } catch (...) {
-      if (!first) first = std::current_exception();
-    }
-  }
-  if (first) std::rethrow_exception(first);
+  const size_t workers = pool().size();
+  // About four chunks per thread, none smaller than half the parallel threshold.
+  const size_t grain = std::max<size_t>(std::max<size_t>(1, min_parallel / 2), n / (4 * (workers + 1)));
+  auto run = std::make_shared<Run>(n, grain, fn);
+  const size_t jobs = std::min(workers, (n + grain - 1) / grain - 1);
+  for (size_t i = 0; i < jobs; ++i) pool().submit([run] { run->work(); });
+  run->work();
+  run->wait();
+  if (run->err) std::rethrow_exception(run->err);
 }
 
 }  // namespace veil

@@ -6,8 +6,10 @@
 
 namespace veil {
 
-// Runs fn(begin, end) over [0, n) in up to `hardware threads` contiguous chunks, the calling thread taking one.
-// Runs inline when n < min_parallel. Rethrows the first exception a chunk threw.
+// Runs fn(begin, end) over [0, n) in contiguous chunks (about four per hardware thread, at least min_parallel / 2
+// items each) that the calling thread and the pool's workers take in turn, so a worker that starts late takes
+// fewer. Runs inline when n < min_parallel. After a chunk throws, no new chunk starts; the first exception is
+// rethrown once every started chunk has finished.
 void parallel_for(size_t n, size_t min_parallel, const std::function<void(size_t, size_t)>& fn);
 
 }  // namespace veil
