@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Usage: scripts/build.sh [release|asan|tsan]  -> build-release/, build-asan/ or build-tsan/
 #   release  everything, -O3 (what users get, plus bench/ so that it keeps compiling)
-#   asan     ASan+UBSan, everything but bench/
+#   asan     ASan+UBSan, -O1 -g1, everything but bench/
 #   tsan     ThreadSanitizer, -O1 -g, only what the TSan run needs: the daemon, the fault tests (they drive the
 #            daemon) and the unit tests (the content engine's own concurrency tests)
+# -O1 is what the sanitizers' authors recommend, and -g1 (line tables, no variables) is all a sanitizer report needs
+# for file:line stacks: together they halve the ASan build's compile time against -O2 -g.
 # Ninja when it is installed (less overhead per step than make on 2 cores), make otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +22,11 @@ targets=()
 case "$kind" in
   release) cmake "${gen[@]}" -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release >/dev/null ;;
   asan)
-    cmake "${gen[@]}" -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVEILFS_SANITIZE=ON \
-      -DVEILFS_BUILD_BENCH=OFF >/dev/null
+    cmake "${gen[@]}" -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1 -DNDEBUG" \
+      -DVEILFS_SANITIZE=ON -DVEILFS_BUILD_BENCH=OFF >/dev/null
     ;;
   tsan)
-    cmake "${gen[@]}" -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+    cmake "${gen[@]}" -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
       -DVEILFS_TSAN=ON -DVEILFS_BUILD_BENCH=OFF >/dev/null
     targets=(--target veilfs veilfs_fault_tests veilfs_unit_tests)
     ;;

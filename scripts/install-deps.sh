@@ -6,7 +6,9 @@ PKGS=(g++ cmake make pkg-config libfuse3-dev fuse3 libsodium-dev libboost-progra
       # programs the integration tests drive on a mounted volume
       sqlite3 rsync git tar attr python3 e2fsprogs
       # libFuzzer targets (tests/fuzz/run.sh): clang 14 and its runtime, which holds libFuzzer
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev
+      # builds: ninja (scripts/build.sh and tests/fuzz/run.sh fall back to make without it)
+      ninja-build)
 missing=()
 for p in "${PKGS[@]}" ${EXTRA_PKGS:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
