@@ -173,17 +173,23 @@ class Daemon {
 
 // Runs fn in a child process with a deadline, so a hung mount fails the test instead of hanging it.
 // Returns fn's result (an errno, 0 for success, or a test-defined code), or -1 if it timed out.
-int in_child(const std::function<int()>& fn, int seconds = 15) {
+// Fork only from a thread that is alone in the process: a fork while another thread holds the allocator's lock
+// (ASan's has no fork handler) leaves the child deadlocked on its first allocation.
+pid_t spawn_child(const std::function<int()>& fn, int seconds) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::alarm(static_cast<unsigned>(seconds));
     ::_exit(fn());
   }
+  return pid;
+}
+int wait_child(pid_t pid) {
   int st = 0;
   ::waitpid(pid, &st, 0);
   if (WIFSIGNALED(st)) return -1;
   return WEXITSTATUS(st);
 }
+int in_child(const std::function<int()>& fn, int seconds = 15) { return wait_child(spawn_child(fn, seconds)); }
 
 constexpr int kMismatch = 200;  // in_child code: read succeeded with wrong bytes
 
@@ -527,7 +533,7 @@ TEST(Faults, ConcurrentWritersRenamersAndListersLeaveACleanVolume) {
   };
   auto size_of = [](uint32_t seed) { return static_cast<size_t>(seed * 2654435761u % (40 * 1024)); };
   auto writer = [&](int w) {
-    return in_child(
+    return spawn_child(
         [&, w] {
           for (uint32_t i = 0; Clock::now() < deadline; ++i) {
             const uint32_t seed = static_cast<uint32_t>(w) * 1000000u + i;
@@ -546,7 +552,7 @@ TEST(Faults, ConcurrentWritersRenamersAndListersLeaveACleanVolume) {
         60);
   };
   auto lister = [&] {
-    return in_child(
+    return spawn_child(
         [&] {
           while (Clock::now() < deadline) {
             for (const char* dir : {"/x", "/y"}) {
@@ -563,12 +569,14 @@ TEST(Faults, ConcurrentWritersRenamersAndListersLeaveACleanVolume) {
         },
         60);
   };
-  std::vector<std::thread> ts;
-  std::vector<int> results(4, -2);
-  for (int w = 0; w < 3; ++w) ts.emplace_back([&, w] { results[w] = writer(w); });
-  ts.emplace_back([&] { results[3] = lister(); });
-  for (auto& t : ts) t.join();
-  for (int i = 0; i < 4; ++i) EXPECT_EQ(results[i], 0) << "process " << i << ": " << std::strerror(results[i]);
+  // All four forked from this thread, then awaited (see spawn_child).
+  std::vector<pid_t> pids;
+  for (int w = 0; w < 3; ++w) pids.push_back(writer(w));
+  pids.push_back(lister());
+  for (int i = 0; i < 4; ++i) {
+    const int r = wait_child(pids[i]);
+    EXPECT_EQ(r, 0) << "process " << i << ": " << std::strerror(r);
+  }
   auto verify_all = [&](const char* when) {
     size_t checked = 0;
     for (const char* dir : {"/x", "/y"}) {
