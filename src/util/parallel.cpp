@@ -122,7 +122,8 @@ void parallel_for(size_t n, size_t min_parallel, const std::function<void(size_t
   for (size_t i = 0; i < jobs; ++i) pool().submit([run] { run->work(); });
   run->work();
   run->wait();
-  if (run->err) std::rethrow_exception(run->err);
+  // Taken out of the shared state, so the exception is freed on this thread, not by a pool job's late ~Run.
+  if (std::exception_ptr err = std::move(run->err)) std::rethrow_exception(err);
 }
 
 }  // namespace veil
