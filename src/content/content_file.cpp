@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "veilfs/crypto/kdf.hpp"
 #include "veilfs/crypto/random.hpp"
@@ -206,6 +207,10 @@ size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
   const size_t slot = layout_.slot_size();
   const uint64_t count = l - f + 1;
   std::vector<uint8_t> is_hole(count, 0);
+  // The plaintext range [lo, hi) of block i that the read covers.
+  auto covered = [&](uint64_t i) {
+    return std::pair<uint64_t, uint64_t>{std::max<uint64_t>(off, i * B), std::min<uint64_t>(off + n, i * B + B)};
+  };
   parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
     const uint64_t cbegin = layout_.slot_offset(f + cb);
     const uint64_t cend = std::min(backing, layout_.slot_offset(f + ce));
@@ -221,7 +226,7 @@ size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
         continue;
       }
       const uint64_t blk_start = i * B;
-      const uint64_t lo = std::max<uint64_t>(off, blk_start), hi = std::min<uint64_t>(off + n, blk_start + B);
+      const auto [lo, hi] = covered(i);
       uint8_t* dst = out.data() + (lo - off);
       if (lo == blk_start && hi - lo == s.size() - layout_.overhead()) {
         decrypt_slot(k, i, i + 1 == nb, s, {dst, static_cast<size_t>(hi - lo)}, nullptr);
@@ -243,8 +248,7 @@ size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
       claim_lo = verified_hole_start(k, i, nb, &claimer);
       claim_hi = claimer;
     }
-    const uint64_t blk_start = i * B;
-    const uint64_t lo = std::max<uint64_t>(off, blk_start), hi = std::min<uint64_t>(off + n, blk_start + B);
+    const auto [lo, hi] = covered(i);
     std::memset(out.data() + (lo - off), 0, hi - lo);
   }
   return n;

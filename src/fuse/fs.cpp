@@ -236,7 +236,7 @@ UniqueFd Fs::open_for_writing(Inode& n) {
   struct stat st;
   check(::fstat(path->get(), &st));
   if (st.st_uid != ::geteuid() || (st.st_mode & (S_IRUSR | S_IWUSR)) == (S_IRUSR | S_IWUSR)) fail(EACCES);
-  const std::string proc = "/proc/self/fd/" + std::to_string(path->get());
+  const ProcPath proc(path->get());
   check(::chmod(proc.c_str(), (st.st_mode & 07777) | S_IRUSR | S_IWUSR));
   UniqueFd fd;
   int err = 0;
@@ -932,8 +932,9 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
     const dirent* e = dh.pending;
     const auto next = static_cast<uint64_t>(e->d_off);
     std::string_view b = e->d_name;
+    const bool dot = b == "." || b == "..";
     std::optional<std::string> plain;
-    if (b == "." || b == "..") {
+    if (dot) {
       plain = std::string(b);
     } else if (NameTransform::is_reserved(b)) {
       if (NameTransform::is_long_name(b)) {
@@ -957,7 +958,7 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
       de.name = std::move(*plain);
       de.backing.assign(b);
       de.ino = e->d_ino;
-      de.type = (b == "." || b == "..") ? static_cast<unsigned char>(DT_DIR) : e->d_type;
+      de.type = dot ? static_cast<unsigned char>(DT_DIR) : e->d_type;
       if (!emit(de, next)) return;  // stays pending for the next request
     }
     dh.pending = nullptr;
