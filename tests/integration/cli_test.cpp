@@ -11,13 +11,7 @@ namespace {
 
 class CommandLine : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string why = fuse_unavailable_reason();
-    if (!why.empty()) {
-      print_loud_skip(why);
-      GTEST_SKIP() << why;
-    }
-  }
+  void SetUp() override { VEILTEST_SKIP_WITHOUT_FUSE(); }
   static RunResult veilfs(const std::vector<std::string>& args) {
     std::vector<std::string> argv{veilfs_binary()};
     argv.insert(argv.end(), args.begin(), args.end());

@@ -248,6 +248,15 @@ std::string err_name(int e);
     ASSERT_NE(veiltest_rc_, -1) << #expr << " failed: " << veiltest::err_name(errno); \
   } while (0)
 
+// Skips the current test (from a test body or SetUp), loudly, where mount tests cannot run.
+#define VEILTEST_SKIP_WITHOUT_FUSE()                                                                       \
+  do {                                                                                                     \
+    if (const std::string veiltest_why_ = ::veiltest::fuse_unavailable_reason(); !veiltest_why_.empty()) { \
+      ::veiltest::print_loud_skip(veiltest_why_);                                                          \
+      GTEST_SKIP() << veiltest_why_;                                                                       \
+    }                                                                                                      \
+  } while (0)
+
 // For calls that return an error description (empty on success): print it once, not as a diff. Streamable like
 // the gtest macros; the switch keeps an enclosing if/else unambiguous (as gtest's own macros do).
 #define EXPECT_NO_ERROR(expr)                                          \

@@ -30,10 +30,7 @@ class DevFuseOpenToUsers {
 };
 
 TEST(NonRootDaemon, OwnerCanWriteAndTruncateAWriteOnlyFile) {
-  if (auto why = fuse_unavailable_reason(); !why.empty()) {
-    print_loud_skip(why);
-    GTEST_SKIP() << why;
-  }
+  VEILTEST_SKIP_WITHOUT_FUSE();
   if (::geteuid() != 0) {
     print_loud_skip("the non-root daemon test needs root to switch to an ordinary user");
     GTEST_SKIP() << "not root";

@@ -12,13 +12,7 @@ namespace {
 
 class Tamper : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string why = fuse_unavailable_reason();
-    if (!why.empty()) {
-      print_loud_skip(why);
-      GTEST_SKIP() << why;
-    }
-  }
+  void SetUp() override { VEILTEST_SKIP_WITHOUT_FUSE(); }
 };
 
 // Backing regular files of the cipher dir (the volume's own files excluded), by size.
