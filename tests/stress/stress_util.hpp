@@ -141,6 +141,7 @@ class Daemon {
   }
   ~Daemon() {
     if (pid_ > 0) unmount();
+    if (killed_) std::system(("fusermount3 -uz '" + s_.mnt + "' 2>/dev/null").c_str());  // the dead mount
   }
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -164,10 +165,13 @@ class Daemon {
     std::system(("fusermount3 -u '" + s_.mnt + "' 2>/dev/null").c_str());
     return reap(std::chrono::seconds(kSanitized ? 120 : 30));
   }
+  // The dead mount stays until this object is destroyed: until then the mountpoint answers ENOTCONN. Unmounting
+  // it here would let writers still running in the test create files in the bare mountpoint directory and take
+  // them for files written through the daemon.
   void kill9() {
     ::kill(pid_, SIGKILL);
     reap(std::chrono::seconds(10));
-    std::system(("fusermount3 -uz '" + s_.mnt + "' 2>/dev/null").c_str());  // the dead mount (ENOTCONN)
+    killed_ = true;
   }
 
  private:
@@ -190,6 +194,7 @@ class Daemon {
   const Scratch& s_;
   std::string log_;
   pid_t pid_ = -1;
+  bool killed_ = false;
 };
 
 // Runs fn in a child process with a deadline, so a hung mount fails the test instead of hanging it.
