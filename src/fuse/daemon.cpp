@@ -83,7 +83,12 @@ int mount_body(int argc, char** argv) {
   std::string opts = "fsname=" + fsname + ",subtype=veilfs";
   if (o.allow_other) opts += ",allow_other,default_permissions";
   if (o.read_only) opts += ",ro";
-  for (const auto& f : o.fuse_options) opts += "," + f;
+  bool kernel_checks = o.allow_other;
+  for (const auto& f : o.fuse_options) {
+    opts += "," + f;
+    kernel_checks = kernel_checks || f == "default_permissions";
+  }
+  so.no_open = kernel_checks || ::geteuid() == 0;
   so.fuse_args = {"-o", opts};
   if (o.debug) so.fuse_args.push_back("-d");
   // Modes arrive with the caller's umask already applied; ours must not apply a second time.

@@ -36,8 +36,15 @@ constexpr uint64_t kFallocChunk = 1 << 20;
 size_t fd_cap() {
   struct rlimit rl {};
   if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4000;
-  // A quarter of the limit leaves room for open files, directory listings and libfuse itself.
+  // A quarter of the limit leaves room for content engines, directory listings and libfuse itself.
   return std::clamp<size_t>(rl.rlim_cur / 4, 64, 4000);
+}
+
+size_t engine_cap() {
+  struct rlimit rl {};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1024;
+  // An eighth of the limit (each engine holds a descriptor and a key in locked memory).
+  return std::clamp<size_t>(rl.rlim_cur / 8, 16, 1024);
 }
 
 UniqueFd open_root(const Volume& v, struct stat* st) {
@@ -85,20 +92,14 @@ Fs::Fs(std::unique_ptr<Volume> volume)
             return st;
           }(),
           fd_cap()),
-      root_(::geteuid() == 0) {
+      root_(::geteuid() == 0),
+      engine_cap_(engine_cap()) {
   table_.root().iv = vol_->root_iv();
 }
 
 Fs::~Fs() {
   std::lock_guard lk(handles_mu_);
-  for (FileHandle* fh : open_files_) delete fh;
   for (DirHandle* dh : open_dirs_) delete dh;
-}
-
-FileHandle* Fs::track(std::unique_ptr<FileHandle> fh) {
-  std::lock_guard lk(handles_mu_);
-  open_files_.insert(fh.get());
-  return fh.release();
 }
 
 DirHandle* Fs::track(std::unique_ptr<DirHandle> dh) {
@@ -305,17 +306,15 @@ Entry Fs::lookup_backing(Inode& dir, const std::string& backing, bool fresh) {
   return entry_for(dir, backing, st, fresh);
 }
 
-void Fs::forget(uint64_t ino, uint64_t count) { table_.forget(table_.get(ino), count); }
-
-struct stat Fs::getattr(uint64_t ino, FileHandle* fh) {
+void Fs::forget(uint64_t ino, uint64_t count) {
   Inode& n = table_.get(ino);
-  if (fh && fh->content) {
-    struct stat st;
-    check(::fstat(fh->content->fd(), &st));
-    plain_attr(n, st);
-    return st;
-  }
-  return stat_of(n);
+  auto keep = n.shared_from_this();  // the table may drop its last reference
+  // No file of the inode is open any more: its engine can go.
+  if (table_.forget(n, count) && n.type == S_IFREG) drop_engine(n);
+}
+
+struct stat Fs::getattr(uint64_t ino) {
+  return stat_of(table_.get(ino));
 }
 
 void Fs::access(uint64_t ino, int mask) {
@@ -476,14 +475,10 @@ void Fs::unlink(uint64_t parent, const std::string& name) {
   bool gone = st.st_nlink <= 1;
   auto n = table_.find(st.st_dev, st.st_ino);
   if (n) {
-    bool open = false;
-    {
-      std::lock_guard lk(n->mu);
-      open = n->open_count > 0;
-    }
-    // The kernel may still reach this object through another hard link or an open file: keep a way in.
-    if (open || st.st_nlink > 1) table_.pin(*n);
-    gone = gone && !open;  // an open file's descriptor keeps its inode number from being reused
+    // The kernel still knows it: it may reach it through another hard link or a file it has open (it tells
+    // us of no opens), so keep a way in. The pinned descriptor also keeps its inode number from being reused.
+    table_.pin(*n);
+    gone = false;
   }
   check(::unlinkat(at.dirfd->get(), at.backing.c_str(), 0));
   if (n && gone) table_.unindex(*n);
@@ -605,13 +600,9 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
       fail(ENOTDIR);
     }
     if (n2) {
-      bool open = false;
-      {
-        std::lock_guard lk(n2->mu);
-        open = n2->open_count > 0;
-      }
-      if (open || s2.st_nlink > 1) table_.pin(*n2);
-      replaced_gone = !open && (s2.st_nlink <= 1 || S_ISDIR(s2.st_mode));
+      // As in unlink: a file the kernel knows may be open (or linked elsewhere); keep a way in.
+      if (!S_ISDIR(s2.st_mode)) table_.pin(*n2);
+      replaced_gone = S_ISDIR(s2.st_mode);
     }
   }
   bool side = make_name_sidecar(to, false);
@@ -659,51 +650,81 @@ void Fs::attach_content(Inode& n, UniqueFd fd, bool writable) {
   n.content_writable = writable;
 }
 
-FileHandle* Fs::open(uint64_t ino, int flags, bool* keep_cache) {
-  Inode& n = table_.get(ino);
+std::shared_ptr<ContentFile> Fs::engine(Inode& n, bool write) {
   if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
-  int acc = flags & O_ACCMODE;
-  bool want_write = acc != O_RDONLY || (flags & O_TRUNC);
-  auto fh = std::make_unique<FileHandle>();
-  fh->inode = n.shared_from_this();
-  std::lock_guard lk(n.mu);
-  if (!n.content || (want_write && !n.content_writable)) {
-    // Read-write even for O_WRONLY: partial-block writes read first, and so does the writeback cache.
-    UniqueFd fd;
-    bool writable = true;
-    try {
-      fd = want_write ? open_for_writing(n) : open_object(n, O_RDWR);
-    } catch (const Error& e) {
-      int err = e.sys_errno();
-      if (want_write || (err != EACCES && err != EROFS && err != EPERM)) throw;
-      fd = open_object(n, O_RDONLY);
-      writable = false;
+  std::shared_ptr<ContentFile> cf;
+  {
+    std::lock_guard lk(n.mu);
+    if (!n.content || (write && !n.content_writable)) {
+      // Read-write even for reading: partial-block writes read first, and so does the writeback cache.
+      UniqueFd fd;
+      bool writable = true;
+      try {
+        fd = write ? open_for_writing(n) : open_object(n, O_RDWR);
+      } catch (const Error& e) {
+        int err = e.sys_errno();
+        if (write || (err != EACCES && err != EROFS && err != EPERM)) throw;
+        fd = open_object(n, O_RDONLY);
+        writable = false;
+      }
+      attach_content(n, std::move(fd), writable);
     }
-    if (n.open_count == 0) {
-      struct stat st;
-      *keep_cache = n.have_stamp && ::fstat(fd.get(), &st) == 0 && st.st_size == n.stamp_size &&
-                    st.st_mtim.tv_sec == n.stamp_mtime.tv_sec && st.st_mtim.tv_nsec == n.stamp_mtime.tv_nsec;
-    }
-    attach_content(n, std::move(fd), writable);
-  } else {
-    *keep_cache = true;
+    cf = n.content;
   }
-  fh->content = n.content;
-  ++n.open_count;
-  if (flags & O_TRUNC) {
-    try {
-      fh->content->truncate(0);
-    } catch (...) {
-      --n.open_count;
-      if (n.open_count == 0) n.content.reset();
-      throw;
-    }
-    *keep_cache = false;
-  }
-  return track(std::move(fh));
+  touch_engine(n);
+  return cf;
 }
 
-FileHandle* Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags, Entry* e) {
+void Fs::touch_engine(Inode& n) {
+  std::vector<std::shared_ptr<Inode>> victims;
+  {
+    std::lock_guard lk(engines_mu_);
+    if (n.engine_listed) {
+      if (n.engine_pos != engine_lru_.begin()) engine_lru_.splice(engine_lru_.begin(), engine_lru_, n.engine_pos);
+    } else {
+      engine_lru_.push_front(n.weak_from_this());
+      n.engine_pos = engine_lru_.begin();
+      n.engine_listed = true;
+    }
+    while (engine_lru_.size() > engine_cap_) {
+      auto victim = engine_lru_.back().lock();
+      engine_lru_.pop_back();
+      if (!victim) continue;
+      victim->engine_listed = false;
+      victims.push_back(std::move(victim));
+    }
+  }
+  for (auto& v : victims) {
+    std::lock_guard lk(v->mu);
+    // Still in use by a request: it stays (and is listed again at its next use), so that no second engine
+    // for the same file is ever made while this one writes.
+    if (v->content.use_count() == 1) v->content.reset();
+  }
+}
+
+void Fs::drop_engine(Inode& n) {
+  {
+    std::lock_guard lk(n.mu);
+    n.content.reset();
+  }
+  std::lock_guard lk(engines_mu_);
+  if (n.engine_listed) {
+    engine_lru_.erase(n.engine_pos);
+    n.engine_listed = false;
+  }
+}
+
+void Fs::open(uint64_t ino, int flags) {
+  Inode& n = table_.get(ino);
+  if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
+  // The cipher dir's own permission check, made on every open: a cached engine proves nothing about this one.
+  int acc = flags & O_ACCMODE;
+  int mask = (acc == O_RDONLY ? R_OK : acc == O_WRONLY ? W_OK : R_OK | W_OK) | ((flags & O_TRUNC) ? W_OK : 0);
+  access(ino, mask);
+  if (flags & O_TRUNC) engine(n, true)->truncate(0);
+}
+
+Entry Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags) {
   Named at = resolve(parent, name);
   bool side = make_name_sidecar(at, (flags & O_EXCL) != 0);
   bool created = true;
@@ -730,56 +751,43 @@ FileHandle* Fs::create(const Caller& c, uint64_t parent, const std::string& name
   check(::fstat(fd.get(), &st));
   if (!S_ISREG(st.st_mode)) fail(EISDIR);
   auto n = table_.intern(*at.dir, at.backing, st, {}, /*fresh=*/created);
-  auto fh = std::make_unique<FileHandle>();
-  fh->inode = n;
   try {
-    std::lock_guard lk(n->mu);
-    if (!n->content || !n->content_writable) attach_content(*n, std::move(fd), true);
-    fh->content = n->content;
-    ++n->open_count;
-    if (!created && (flags & O_TRUNC)) fh->content->truncate(0);
-    check(::fstat(fh->content->fd(), &st));
+    std::shared_ptr<ContentFile> cf;
+    {
+      std::lock_guard lk(n->mu);
+      // The descriptor just opened becomes the engine: the first write needs no second open.
+      if (!n->content || !n->content_writable) attach_content(*n, std::move(fd), true);
+      cf = n->content;
+    }
+    touch_engine(*n);
+    if (!created && (flags & O_TRUNC)) cf->truncate(0);
+    check(::fstat(cf->fd(), &st));
     plain_attr(*n, st);
   } catch (...) {
     table_.forget(*n, 1);
     throw;
   }
-  e->ino = table_.fuse_ino(*n);
-  e->attr = st;
-  return track(std::move(fh));
+  return {table_.fuse_ino(*n), st};
 }
 
-size_t Fs::read(FileHandle& fh, std::span<uint8_t> out, uint64_t off) { return fh.content->read(off, out); }
-
-void Fs::write(FileHandle& fh, std::span<const uint8_t> data, uint64_t off) { fh.content->write(off, data); }
-
-void Fs::release(FileHandle* raw) {
-  {
-    std::lock_guard lk(handles_mu_);
-    open_files_.erase(raw);
-  }
-  std::unique_ptr<FileHandle> fh(raw);
-  Inode& n = *fh->inode;
-  std::shared_ptr<ContentFile> last;
-  std::lock_guard lk(n.mu);
-  if (--n.open_count == 0 && n.content) {
-    struct stat st;
-    if (::fstat(n.content->fd(), &st) == 0) {
-      n.have_stamp = true;
-      n.stamp_mtime = st.st_mtim;
-      n.stamp_size = st.st_size;
-    }
-    last = std::move(n.content);
-  }
+size_t Fs::read(uint64_t ino, std::span<uint8_t> out, uint64_t off) {
+  return engine(table_.get(ino), false)->read(off, out);
 }
 
-void Fs::fsync(FileHandle& fh, bool datasync) {
-  check(datasync ? ::fdatasync(fh.content->fd()) : ::fsync(fh.content->fd()));
+void Fs::write(uint64_t ino, std::span<const uint8_t> data, uint64_t off) {
+  engine(table_.get(ino), true)->write(off, data);
 }
 
-void Fs::fallocate(FileHandle& fh, int mode, uint64_t off, uint64_t len) {
+void Fs::fsync(uint64_t ino, bool datasync) {
+  // Also after the engine that wrote was evicted: the backing file's dirty pages are what fsync must flush.
+  auto cf = engine(table_.get(ino), false);
+  check(datasync ? ::fdatasync(cf->fd()) : ::fsync(cf->fd()));
+}
+
+void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   if (mode & ~FALLOC_FL_KEEP_SIZE) fail(EOPNOTSUPP);
-  ContentFile& cf = *fh.content;
+  auto engine_ref = engine(table_.get(ino), true);
+  ContentFile& cf = *engine_ref;
   uint64_t end = off + len;
   uint64_t size = cf.size();
   if (end <= size) return;  // every byte in range is already allocated (holes are authenticated, not sparse)
@@ -802,22 +810,11 @@ void Fs::fallocate(FileHandle& fh, int mode, uint64_t off, uint64_t len) {
   }
 }
 
-void Fs::truncate(Inode& n, uint64_t size, FileHandle* fh) {
-  if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
-  (void)fh;  // the inode's engine is shared by all handles, so fh needs no special case
-  std::lock_guard lk(n.mu);
-  if (n.content && n.content_writable) {
-    n.content->truncate(size);
-    return;
-  }
-  // No writable engine open: a temporary one, under n.mu so that an open cannot make a second.
-  ContentFile tmp(vol_->content(), open_for_writing(n), "inode " + std::to_string(n.ino));
-  tmp.truncate(size);
-}
+void Fs::truncate(Inode& n, uint64_t size) { engine(n, true)->truncate(size); }
 
-struct stat Fs::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+struct stat Fs::setattr(uint64_t ino, const SetAttr& a) {
   try {
-    return setattr_impl(ino, a, fh);
+    return setattr_impl(ino, a);
   } catch (const Error& e) {
     bool times_only = !a.mode && !a.uid && !a.gid && !a.size;
     if (e.sys_errno() != ENOENT || !times_only) throw;
@@ -840,14 +837,19 @@ struct stat Fs::setattr(uint64_t ino, const SetAttr& a, FileHandle* fh) {
   }
 }
 
-struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh) {
+struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
   Inode& n = table_.get(ino);
   FdPtr f;
   auto path_fd = [&]() -> int {
     if (!f) f = table_.fd(n);
     return f->get();
   };
-  int openfd = fh && fh->content ? fh->content->fd() : -1;
+  std::shared_ptr<ContentFile> cached;  // an engine's descriptor saves the /proc path walk
+  if (n.type == S_IFREG) {
+    std::lock_guard lk(n.mu);
+    cached = n.content;
+  }
+  int openfd = cached ? cached->fd() : -1;
   if (a.mode) {
     if (openfd >= 0)
       check(::fchmod(openfd, *a.mode & 07777));
@@ -862,7 +864,7 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh) {
     else
       check(::fchownat(path_fd(), "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
   }
-  if (a.size) truncate(n, *a.size, fh);
+  if (a.size) truncate(n, *a.size);
   if (a.atime || a.mtime) {
     struct timespec tv[2];
     tv[0] = a.atime ? *a.atime : timespec{0, UTIME_OMIT};
@@ -879,7 +881,13 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh) {
       check(::utimensat(AT_FDCWD, ProcPath(path_fd()).c_str(), tv, 0));
     }
   }
-  return getattr(ino, fh);
+  if (cached) {
+    struct stat st;
+    check(::fstat(openfd, &st));
+    plain_attr(n, st);
+    return st;
+  }
+  return getattr(ino);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -41,11 +42,6 @@ struct DirEntry {
   std::string backing;  // backing name ("." and ".." for those)
   ino_t ino = 0;
   unsigned char type = 0;  // DT_*
-};
-
-struct FileHandle {
-  std::shared_ptr<Inode> inode;
-  std::shared_ptr<ContentFile> content;
 };
 
 // An open directory: a stream over the backing directory, decrypted one READDIR request at a time, so that
@@ -84,8 +80,8 @@ class Fs {
   // readdirplus: the entry listed under `backing` in dir (nlookup incremented when it exists).
   Entry lookup_backing(Inode& dir, const std::string& backing, bool fresh = false);
   void forget(uint64_t ino, uint64_t count);
-  struct stat getattr(uint64_t ino, FileHandle* fh);
-  struct stat setattr(uint64_t ino, const SetAttr& a, FileHandle* fh);
+  struct stat getattr(uint64_t ino);
+  struct stat setattr(uint64_t ino, const SetAttr& a);
   std::string readlink(uint64_t ino);
   void access(uint64_t ino, int mask);
 
@@ -97,14 +93,14 @@ class Fs {
   void rmdir(uint64_t parent, const std::string& name);
   void rename(uint64_t parent, const std::string& name, uint64_t newparent, const std::string& newname, unsigned flags);
 
-  // open/create return a heap handle (owned by the kernel's fh until release).
-  FileHandle* open(uint64_t ino, int flags, bool* keep_cache);
-  FileHandle* create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags, Entry* e);
-  size_t read(FileHandle& fh, std::span<uint8_t> out, uint64_t off);
-  void write(FileHandle& fh, std::span<const uint8_t> data, uint64_t off);
-  void release(FileHandle* fh);
-  void fsync(FileHandle& fh, bool datasync);
-  void fallocate(FileHandle& fh, int mode, uint64_t off, uint64_t len);
+  // Files have no handles: contents are reached through the inode (see engine()). open() is only called when
+  // the kernel does not skip OPEN (SessionOptions::no_open): it checks access and applies O_TRUNC.
+  void open(uint64_t ino, int flags);
+  Entry create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags);
+  size_t read(uint64_t ino, std::span<uint8_t> out, uint64_t off);
+  void write(uint64_t ino, std::span<const uint8_t> data, uint64_t off);
+  void fsync(uint64_t ino, bool datasync);
+  void fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
 
   DirHandle* opendir(uint64_t ino);
   // Lists the directory from position off, calling emit(entry, position after it) for each entry until emit
@@ -140,6 +136,14 @@ class Fs {
   bool make_name_sidecar(const Named& at, bool must_be_new);
   void remove_name_sidecar(const Named& at);
   void attach_content(Inode& n, UniqueFd fd, bool writable);
+  // The content engine of regular file n, opened on first use (read-write when the backing file allows it;
+  // write: must be writable). The kernel sends no OPEN or RELEASE (FUSE "no open" support saves two round
+  // trips per open), so engines stay cached per inode: dropped when the kernel forgets the inode, and at most
+  // engine_cap_ are kept, least recently used first out (each holds a descriptor). One engine per inode at a
+  // time: engines are made under Inode::mu and only evicted when nobody else holds them.
+  std::shared_ptr<ContentFile> engine(Inode& n, bool write);
+  void touch_engine(Inode& n);
+  void drop_engine(Inode& n);
   UniqueFd reopen(Inode& n, int flags);
   // Opens or stats n through its parent and name when no descriptor is cached (saves an O_PATH open per
   // file in tree walks), checking (st_dev, st_ino); falls back to the descriptor path otherwise.
@@ -147,8 +151,8 @@ class Fs {
   // O_RDWR, also for a file whose owner may only write it (mode 0200) when the daemon is not root.
   UniqueFd open_for_writing(Inode& n);
   bool stat_at_location(Inode& n, struct stat& st);
-  void truncate(Inode& n, uint64_t size, FileHandle* fh);
-  struct stat setattr_impl(uint64_t ino, const SetAttr& a, FileHandle* fh);
+  void truncate(Inode& n, uint64_t size);
+  struct stat setattr_impl(uint64_t ino, const SetAttr& a);
   // Removes the IV file of an empty directory (so rmdir/rename-over can succeed); returns it for a restore.
   std::optional<DirIv> strip_dir_iv(int parentfd, const std::string& backing);
   void restore_dir_iv(int parentfd, const std::string& backing, const DirIv& iv);
@@ -156,16 +160,17 @@ class Fs {
                           const std::string& encoded);
   std::string xattr_path(Inode& n, FdPtr& hold);
 
-  // Open handles, so that those the kernel never released (a daemon stopped with handles open) are freed.
-  FileHandle* track(std::unique_ptr<FileHandle> fh);
+  // Open directory handles, so that those the kernel never released (a daemon stopped with them open) are freed.
   DirHandle* track(std::unique_ptr<DirHandle> dh);
 
   std::unique_ptr<Volume> vol_;
   InodeTable table_;
   const bool root_;  // running as root: new entries are chowned to the caller
   std::mutex handles_mu_;
-  std::unordered_set<FileHandle*> open_files_;
   std::unordered_set<DirHandle*> open_dirs_;
+  std::mutex engines_mu_;                       // after any Inode::mu
+  std::list<std::weak_ptr<Inode>> engine_lru_;  // inodes with a cached engine, most recent first
+  const size_t engine_cap_;
 };
 
 // Name of the sidecar that holds a long symlink target for the entry `backing`.

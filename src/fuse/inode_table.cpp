@@ -73,12 +73,14 @@ std::shared_ptr<Inode> InodeTable::find(dev_t dev, ino_t ino) {
   return it == index_.end() ? nullptr : it->second.lock();
 }
 
-void InodeTable::forget(Inode& n, uint64_t count) {
+bool InodeTable::forget(Inode& n, uint64_t count) {
   std::vector<std::shared_ptr<Inode>> dropped;
+  // Closed after the lock is released: the last descriptor of an unlinked file frees it on the backing disk.
+  FdPtr closing;
   std::lock_guard lk(mu_);
-  if (&n == root_.get()) return;
+  if (&n == root_.get()) return false;
   n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
-  if (n.nlookup > 0) return;
+  if (n.nlookup > 0) return false;
   Key key{n.dev, n.ino};
   if (n.in_lru) {
     dropped.push_back(*n.lru_pos);
@@ -86,7 +88,7 @@ void InodeTable::forget(Inode& n, uint64_t count) {
     n.in_lru = false;
     --cached_;
   }
-  n.fd.reset();
+  closing = std::move(n.fd);
   n.pinned = false;
   dropped.push_back(std::move(n.self));
   // Drop the index entry if nobody else (a child's parent link, an open handle) keeps the Inode alive.
@@ -96,6 +98,7 @@ void InodeTable::forget(Inode& n, uint64_t count) {
     auto it = index_.find(key);
     if (it != index_.end() && it->second.lock().get() == &n) index_.erase(it);
   }
+  return true;
 }
 
 void InodeTable::unindex(Inode& n) {

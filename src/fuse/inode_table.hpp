@@ -7,7 +7,7 @@
 // checks (st_dev, st_ino), so a stale location yields ENOENT, never another file.
 //
 // Lock order: Inode::mu before InodeTable::mu_. InodeTable::mu_ guards nlookup, parent, name, fd, pinned and
-// the LRU; Inode::mu guards the per-inode caches (dir IV, open content engine, keep-cache stamp).
+// the LRU; Inode::mu guards the per-inode caches (dir IV, content engine).
 #pragma once
 
 #include <sys/stat.h>
@@ -50,14 +50,16 @@ struct Inode : std::enable_shared_from_this<Inode> {
 
   // --- guarded by mu ---
   std::mutex mu;
-  std::optional<DirIv> iv;               // directories
-  std::shared_ptr<ContentFile> content;  // regular files, while any handle is open
+  std::optional<DirIv> iv;  // directories
+  // Regular files: the content engine, opened at the first read or write and kept until the kernel forgets
+  // the inode or Fs's engine cache evicts it (the kernel sends no OPEN or RELEASE, see Fs::engine).
+  std::shared_ptr<ContentFile> content;
   bool content_writable = false;
-  int open_count = 0;
-  bool have_stamp = false;  // backing mtime/size when last closed, for keep_cache
-  struct timespec stamp_mtime {};
-  off_t stamp_size = 0;
   std::optional<uint64_t> link_size;  // symlinks: plaintext target length (targets never change)
+
+  // --- guarded by Fs's engine-cache mutex ---
+  bool engine_listed = false;
+  std::list<std::weak_ptr<Inode>>::iterator engine_pos;
 };
 
 class InodeTable {
@@ -80,7 +82,8 @@ class InodeTable {
                                 bool fresh = false);
   // The Inode for (dev, ino) if one is alive.
   std::shared_ptr<Inode> find(dev_t dev, ino_t ino);
-  void forget(Inode& n, uint64_t count);
+  // Returns true when the kernel's last reference went (nlookup reached 0).
+  bool forget(Inode& n, uint64_t count);
 
   // An O_PATH descriptor of n (cached, or reopened from its location). Throws ENOENT if it is gone.
   FdPtr fd(Inode& n);

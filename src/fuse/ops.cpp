@@ -38,10 +38,11 @@ constexpr unsigned kMaxDirtyRatio = 20;  // percent of the dirty limit, see tune
 struct Session {
   Fs* fs;
   const SessionOptions* opt;
+  std::atomic<bool> no_open{false};  // the kernel can do without OPEN and RELEASE for files
 };
 
-Fs& fs_of(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req))->fs; }
-FileHandle* fh_of(fuse_file_info* fi) { return fi ? reinterpret_cast<FileHandle*>(fi->fh) : nullptr; }
+Session& session_of(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req)); }
+Fs& fs_of(fuse_req_t req) { return *session_of(req).fs; }
 
 // The errno boundary.
 template <class F>
@@ -86,7 +87,8 @@ void reply_entry(fuse_req_t req, const Entry& e) {
 }
 
 void op_init(void* userdata, fuse_conn_info* conn) {
-  const SessionOptions& opt = *static_cast<Session*>(userdata)->opt;
+  Session& session = *static_cast<Session*>(userdata);
+  const SessionOptions& opt = *session.opt;
   // Large requests: one round trip and one parallel encryption per MiB (libfuse derives max_pages from this).
   conn->max_write = kMaxIo;
   conn->max_readahead = kMaxIo;
@@ -100,7 +102,18 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_PARALLEL_DIROPS);  // lookups and listings are independent system calls relative to fds
   want(FUSE_CAP_CACHE_SYMLINKS);   // a symlink's target never changes
   want(FUSE_CAP_ASYNC_READ);
-  want(FUSE_CAP_ATOMIC_O_TRUNC);
+  // Files have no handles (contents are per inode), so OPEN and RELEASE are pure round trips where the kernel
+  // does the permission checks (SessionOptions::no_open): answering the first OPEN with ENOSYS tells it to send
+  // none. Pages are then always kept across opens; a change
+  // made to the cipher dir behind the mount shows once the attributes time out (size or mtime differ).
+  // O_TRUNC then arrives as a SETATTR: with "atomic O_TRUNC" the kernel would leave it to an OPEN never sent.
+  const bool no_open = opt.no_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
+  session.no_open.store(no_open, std::memory_order_relaxed);
+  if (no_open)
+    conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  else
+    want(FUSE_CAP_ATOMIC_O_TRUNC);
+  want(FUSE_CAP_AUTO_INVAL_DATA);
   // Locks stay in the kernel (no lock operations): local semantics on a local mount.
   conn->want &= ~(FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS);
   // Let the kernel clear set-ID bits on write/truncate/chown by sending setattr, as a local disk does.
@@ -136,7 +149,8 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* list) {
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   with_errno(req, [&] {
-    struct stat st = fs_of(req).getattr(ino, fh_of(fi));
+    (void)fi;
+    struct stat st = fs_of(req).getattr(ino);
     fuse_reply_attr(req, &st, kTimeout);
   });
 }
@@ -156,7 +170,8 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fu
       a.mtime = timespec{0, UTIME_NOW};
     else if (valid & FUSE_SET_ATTR_MTIME)
       a.mtime = attr->st_mtim;
-    struct stat st = fs_of(req).setattr(ino, a, fh_of(fi));
+    (void)fi;
+    struct stat st = fs_of(req).setattr(ino, a);
     fuse_reply_attr(req, &st, kTimeout);
   });
 }
@@ -211,25 +226,25 @@ void op_rename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t n
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  if (session_of(req).no_open.load(std::memory_order_relaxed)) {
+    fuse_reply_err(req, ENOSYS);  // from now on the kernel opens files without asking
+    return;
+  }
   with_errno(req, [&] {
-    bool keep = false;
-    FileHandle* fh = fs_of(req).open(ino, fi->flags, &keep);
-    fi->fh = reinterpret_cast<uint64_t>(fh);
-    fi->keep_cache = keep;
-    if (fuse_reply_open(req, fi) != 0) fs_of(req).release(fh);
+    fs_of(req).open(ino, fi->flags);
+    fi->fh = 0;
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
   });
 }
 
 void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
   with_errno(req, [&] {
-    Entry e;
-    FileHandle* fh = fs_of(req).create(caller(req), parent, name, mode, fi->flags, &e);
-    fi->fh = reinterpret_cast<uint64_t>(fh);
+    Entry e = fs_of(req).create(caller(req), parent, name, mode, fi->flags);
+    fi->fh = 0;
+    fi->keep_cache = 1;
     fuse_entry_param p = to_param(e);
-    if (fuse_reply_create(req, &p, fi) != 0) {
-      fs_of(req).release(fh);
-      fs_of(req).forget(e.ino, 1);
-    }
+    if (fuse_reply_create(req, &p, fi) != 0) fs_of(req).forget(e.ino, 1);
   });
 }
 
@@ -244,39 +259,35 @@ std::span<uint8_t> io_buffer(size_t size) {
   return {buf.get(), size};
 }
 
-void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
   with_errno(req, [&] {
     auto buf = io_buffer(size);
-    size_t n = fs_of(req).read(*fh_of(fi), buf, static_cast<uint64_t>(off));
+    size_t n = fs_of(req).read(ino, buf, static_cast<uint64_t>(off));
     fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), n);
   });
 }
 
-void op_write(fuse_req_t req, fuse_ino_t, const char* data, size_t size, off_t off, fuse_file_info* fi) {
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off_t off, fuse_file_info*) {
   with_errno(req, [&] {
-    fs_of(req).write(*fh_of(fi), {reinterpret_cast<const uint8_t*>(data), size}, static_cast<uint64_t>(off));
+    fs_of(req).write(ino, {reinterpret_cast<const uint8_t*>(data), size}, static_cast<uint64_t>(off));
     fuse_reply_write(req, size);
   });
 }
 
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+// Files created by CREATE are still released; there is nothing to free (the engine belongs to the inode).
+void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+
+void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   with_errno(req, [&] {
-    fs_of(req).release(fh_of(fi));
+    fs_of(req).fsync(ino, datasync != 0);
     fuse_reply_err(req, 0);
   });
 }
 
-void op_fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
-  with_errno(req, [&] {
-    fs_of(req).fsync(*fh_of(fi), datasync != 0);
-    fuse_reply_err(req, 0);
-  });
-}
-
-void op_fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t off, off_t len, fuse_file_info* fi) {
+void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len, fuse_file_info*) {
   with_errno(req, [&] {
     if (off < 0 || len <= 0) throw Error(ErrorKind::InvalidArgument, EINVAL, "fallocate range");
-    fs_of(req).fallocate(*fh_of(fi), mode, static_cast<uint64_t>(off), static_cast<uint64_t>(len));
+    fs_of(req).fallocate(ino, mode, static_cast<uint64_t>(off), static_cast<uint64_t>(len));
     fuse_reply_err(req, 0);
   });
 }

@@ -13,6 +13,10 @@ struct SessionOptions {
   std::vector<std::string> fuse_args;  // argv for fuse_session_new (after argv[0])
   bool foreground = true;
   bool writeback_cache = true;
+  // Let the kernel open files without OPEN/RELEASE requests. Only sound when a forbidden open(2) is refused
+  // without asking us: the kernel checks permissions (default_permissions), or the daemon is root (so every
+  // open the kernel lets through would succeed on the cipher dir too).
+  bool no_open = false;
 };
 
 // Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or

@@ -29,7 +29,7 @@ class DevFuseOpenToUsers {
   bool changed_ = false;
 };
 
-TEST(NonRootDaemon, OwnerCanWriteAndTruncateAWriteOnlyFile) {
+TEST(NonRootDaemon, OwnerCanWriteAWriteOnlyFileButNotAReadOnlyOne) {
   VEILTEST_SKIP_WITHOUT_FUSE();
   if (::geteuid() != 0) {
     print_loud_skip("the non-root daemon test needs root to switch to an ordinary user");
@@ -66,11 +66,17 @@ TEST(NonRootDaemon, OwnerCanWriteAndTruncateAWriteOnlyFile) {
               "  truncate -s 10 f\n"
               "  chmod 0600 f\n"
               "  cat f; echo\n"
-              "  stat -c %a f'\n");
+              "  stat -c %a f\n"
+              // A read-only file refuses writes even though the daemon still holds it open read-write.
+              "  printf y > ro\n"
+              "  chmod 0444 ro\n"
+              "  if (printf z >> ro) 2>/dev/null; then echo WROTE-READONLY; fi\n"
+              "  cat ro; echo'\n");
   std::string expect = c.substr(0, 10);
   expect[1] = 'X';
   EXPECT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find(expect + "\n600\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(expect + "\n600\ny\n"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("WROTE-READONLY"), std::string::npos) << r.output;
   std::system(("rm -rf '" + d + "'").c_str());
 }
 
