@@ -365,7 +365,8 @@ void Fs::remove_name_sidecar(const Named& at) {
 }
 
 void Fs::own(const Named& at, const Caller& c, mode_t mode, bool is_dir) {
-  if (!root_) return;
+  // The daemon's own user and group created it already (a set-group-ID directory's group stays either way).
+  if (!root_ || (c.uid == ::geteuid() && c.gid == ::getegid())) return;
   gid_t gid = c.gid;
   struct stat pst;
   // In a set-group-ID directory the new entry already has the directory's group, as on a local disk.
