@@ -29,12 +29,9 @@ class DevFuseOpenToUsers {
   bool changed_ = false;
 };
 
-TEST(NonRootDaemon, OwnerCanWriteAWriteOnlyFileButNotAReadOnlyOne) {
-  VEILTEST_SKIP_WITHOUT_FUSE();
-  if (::geteuid() != 0) {
-    print_loud_skip("the non-root daemon test needs root to switch to an ordinary user");
-    GTEST_SKIP() << "not root";
-  }
+// Runs the daemon as nobody with mount_options (e.g. "-o default_permissions", under which the kernel checks
+// permissions and the daemon takes no OPEN requests; without it, OPEN is the daemon's permission check).
+void owner_can_write_a_write_only_file_but_not_a_read_only_one(const std::string& mount_options) {
   // Under /tmp, not the build tree: the ordinary user must be able to reach it.
   char tmpl[] = "/tmp/veilfs-nonroot-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -51,8 +48,8 @@ TEST(NonRootDaemon, OwnerCanWriteAWriteOnlyFileButNotAReadOnlyOne) {
               mkvol_binary() +
               "' $D/c $D/pf\n"
               "$U '" +
-              veilfs_binary() +
-              "' --passfile $D/pf $D/c $D/m\n"
+              veilfs_binary() + "' " + mount_options +
+              " --passfile $D/pf $D/c $D/m\n"
               "trap 'fusermount3 -u $D/m' EXIT\n"
               "$U sh -ec '\n"
               "  cd " +
@@ -78,6 +75,24 @@ TEST(NonRootDaemon, OwnerCanWriteAWriteOnlyFileButNotAReadOnlyOne) {
   EXPECT_NE(r.output.find(expect + "\n600\ny\n"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("WROTE-READONLY"), std::string::npos) << r.output;
   std::system(("rm -rf '" + d + "'").c_str());
+}
+
+bool can_switch_users() {
+  if (::geteuid() == 0) return true;
+  print_loud_skip("the non-root daemon test needs root to switch to an ordinary user");
+  return false;
+}
+
+TEST(NonRootDaemon, OwnerCanWriteAWriteOnlyFileButNotAReadOnlyOne) {
+  VEILTEST_SKIP_WITHOUT_FUSE();
+  if (!can_switch_users()) GTEST_SKIP() << "not root";
+  owner_can_write_a_write_only_file_but_not_a_read_only_one("");
+}
+
+TEST(NonRootDaemon, SameWithKernelPermissionChecksAndNoOpenRequests) {
+  VEILTEST_SKIP_WITHOUT_FUSE();
+  if (!can_switch_users()) GTEST_SKIP() << "not root";
+  owner_can_write_a_write_only_file_but_not_a_read_only_one("-o default_permissions");
 }
 
 }  // namespace
