@@ -23,6 +23,7 @@
 #include <set>
 #include <thread>
 
+#include "../common/daemon_harness.hpp"
 #include "fsck/checker.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/volume.hpp"
@@ -30,218 +31,22 @@
 namespace veil::faults {
 namespace {
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
+using namespace veil::daemon_harness;  // NOLINT: the whole harness is this suite's vocabulary
 constexpr std::string_view kPass = "faults passphrase";
 constexpr uint32_t kB = format::kDefaultBlockSize;
 
-std::span<const uint8_t> pass_bytes() { return {reinterpret_cast<const uint8_t*>(kPass.data()), kPass.size()}; }
+std::span<const uint8_t> pass_bytes() { return bytes_of(kPass); }
 
-std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> out(n);
-  for (auto& b : out) b = static_cast<uint8_t>(rng());
-  return out;
-}
-
-std::string skip_reason() {
-  if (::access("/dev/fuse", R_OK | W_OK) != 0) return "/dev/fuse is missing: fault-injection tests cannot mount";
-  if (std::system("fusermount3 -V >/dev/null 2>&1") != 0) return "fusermount3 is missing";
-  return {};
-}
-#define SKIP_WITHOUT_FUSE()                                                               \
-  do {                                                                                    \
-    if (auto why = skip_reason(); !why.empty()) {                                         \
-      std::fprintf(stderr, "\n!!!!!!!! SKIPPED (NOT RUN): %s !!!!!!!!\n\n", why.c_str()); \
-      GTEST_SKIP() << why;                                                                \
-    }                                                                                     \
-  } while (0)
-
-bool is_mounted(const std::string& mnt) {
-  struct statfs s {};
-  return ::statfs(mnt.c_str(), &s) == 0 && s.f_type == 0x65735546;  // FUSE_SUPER_MAGIC
-}
-
-// A scratch directory with a volume, a passfile and a mountpoint; removed (and unmounted) at the end.
-struct Scratch {
-  std::string base, cipher, mnt, passfile;
-  bool tmpfs = false;
-  explicit Scratch(bool on_tmpfs = false, const char* tmpfs_size = "8m") {
-    char tmpl[] = "/tmp/veilfs-faults-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp");
-    base = tmpl;
-    mnt = base + "/mnt";
-    passfile = base + "/pass";
-    fs::create_directories(mnt);
-    std::ofstream(passfile) << kPass << "\n";
-    std::string backing = base + "/backing";
-    fs::create_directories(backing);
-    if (on_tmpfs) {
-      std::string opts = std::string("size=") + tmpfs_size;
-      if (::mount("veilfs-faults", backing.c_str(), "tmpfs", 0, opts.c_str()) != 0) return;  // tmpfs stays false
-      tmpfs = true;
-    }
-    cipher = backing + "/cipher";
-    fs::create_directories(cipher);
-    CreateOptions opt;
-    opt.kdf = kArgonTesting;
-    Volume::create(cipher, pass_bytes(), opt);
-  }
-  ~Scratch() {
-    if (is_mounted(mnt)) std::system(("fusermount3 -uz '" + mnt + "' 2>/dev/null").c_str());
-    if (tmpfs) ::umount2((base + "/backing").c_str(), MNT_DETACH);
-    std::error_code ec;
-    fs::remove_all(base, ec);
-  }
+// A scratch volume; on_tmpfs: its backing dir on an 8 MiB tmpfs (check .tmpfs: mounting one needs root).
+struct Scratch : daemon_harness::Scratch {
+  explicit Scratch(bool on_tmpfs = false) : daemon_harness::Scratch("faults", kPass, on_tmpfs ? "size=8m" : "") {}
 };
 
-// The daemon in the foreground, as our child, so that the test can SIGKILL it.
-class Daemon {
- public:
-  Daemon(const Scratch& s) : s_(s) {
-    log_ = s.base + "/daemon.log";
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      ::execl(VEILFS_BIN, "veilfs", "-f", "--passfile", s.passfile.c_str(), s.cipher.c_str(), s.mnt.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    // Wait (bounded) for the mount to appear, or for the daemon to die trying.
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    while (Clock::now() < deadline) {
-      if (is_mounted(s.mnt)) return;
-      int st = 0;
-      if (::waitpid(pid_, &st, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // polling for a condition, bounded
-    }
-    ADD_FAILURE() << "veilfs did not mount; its log:\n" << log();
-  }
-  ~Daemon() {
-    if (pid_ > 0) unmount();
-    if (killed_) std::system(("fusermount3 -uz '" + s_.mnt + "' 2>/dev/null").c_str());  // the dead mount
-  }
-  bool ok() const { return pid_ > 0 && is_mounted(s_.mnt); }
-  std::string log() const {
-    std::ifstream in(log_);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-  // Clean unmount; returns the daemon's exit status.
-  int unmount() {
-    std::system(("fusermount3 -u '" + s_.mnt + "' 2>/dev/null").c_str());
-    return reap(std::chrono::seconds(20));
-  }
-  // The dead mount stays until this object is destroyed: until then the mountpoint answers ENOTCONN. Unmounting
-  // it here would let writers still running in the test create files in the bare mountpoint directory and take
-  // them for files written through the daemon.
-  void kill9() {
-    ::kill(pid_, SIGKILL);
-    reap(std::chrono::seconds(10));
-    killed_ = true;
-  }
-
- private:
-  int reap(std::chrono::seconds limit) {
-    if (pid_ <= 0) return -1;
-    int st = 0;
-    auto deadline = Clock::now() + limit;
-    while (::waitpid(pid_, &st, WNOHANG) == 0) {
-      if (Clock::now() > deadline) {
-        ADD_FAILURE() << "veilfs did not exit after unmount; killing it";
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &st, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    pid_ = -1;
-    expect_no_sanitizer_report();
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  // In a sanitizer build the daemon reports a data race or a memory error on its stderr (this log) and may keep
-  // serving, or be SIGKILLed by the test before its exit status could tell: the log is the only reliable witness.
-  void expect_no_sanitizer_report() const {
-    const std::string l = log();
-    if (l.find("Sanitizer") != std::string::npos || l.find("runtime error:") != std::string::npos)
-      ADD_FAILURE() << "the veilfs daemon reported a sanitizer error; its log:\n" << l;
-  }
-  const Scratch& s_;
-  std::string log_;
-  pid_t pid_ = -1;
-  bool killed_ = false;
+struct Daemon : daemon_harness::Daemon {
+  explicit Daemon(const Scratch& s) : daemon_harness::Daemon(s, {std::chrono::seconds(20), std::chrono::seconds(20)}) {}
 };
 
-// Runs fn in a child process with a deadline, so a hung mount fails the test instead of hanging it.
-// Returns fn's result (an errno, 0 for success, or a test-defined code), or -1 if it timed out.
-// Fork only from a thread that is alone in the process: a fork while another thread holds the allocator's lock
-// (ASan's has no fork handler) leaves the child deadlocked on its first allocation.
-pid_t spawn_child(const std::function<int()>& fn, int seconds) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::alarm(static_cast<unsigned>(seconds));
-    ::_exit(fn());
-  }
-  return pid;
-}
-int wait_child(pid_t pid) {
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  if (WIFSIGNALED(st)) return -1;
-  return WEXITSTATUS(st);
-}
-int in_child(const std::function<int()>& fn, int seconds = 15) { return wait_child(spawn_child(fn, seconds)); }
-
-constexpr int kMismatch = 200;  // in_child code: read succeeded with wrong bytes
-
-// The step of write_file that failed, for messages.
-thread_local const char* g_write_step = "";
-
-// Writes data to path (create or truncate), fsyncs, closes. Returns 0 or the first errno.
-int write_file(const std::string& path, std::span<const uint8_t> data, int flags = O_TRUNC) {
-  g_write_step = "open";
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
-  if (fd < 0) return errno;
-  g_write_step = "write";
-  size_t done = 0;
-  int err = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, std::min<size_t>(data.size() - done, 1 << 20));
-    if (n < 0) {
-      err = errno;
-      break;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (!err && (g_write_step = "fsync", ::fsync(fd) != 0)) err = errno;
-  if (!err) g_write_step = "close";
-  if (::close(fd) != 0 && !err) err = errno;
-  return err;
-}
-
-// 0 if path reads back exactly as expected, kMismatch if it reads differently, else the errno.
-int check_file(const std::string& path, std::span<const uint8_t> expect) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  std::vector<uint8_t> got(expect.size() + 1);
-  size_t done = 0;
-  while (done < got.size()) {
-    ssize_t n = ::read(fd, got.data() + done, got.size() - done);
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return e;
-    }
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return done == expect.size() && std::equal(expect.begin(), expect.end(), got.begin()) ? 0 : kMismatch;
-}
+int in_child(const std::function<int()>& fn, int seconds = 15) { return run_in_child(fn, seconds); }
 
 // What differs, for a failure message (call only once a read is known not to hang).
 std::string describe_mismatch(const std::string& path, std::span<const uint8_t> expect) {
