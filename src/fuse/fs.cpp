@@ -33,19 +33,19 @@ struct ProcPath {
 constexpr size_t kMaxLinkSidecar = 16 * 1024;  // an encrypted PATH_MAX target is ~5.5 KiB
 constexpr uint64_t kFallocChunk = 1 << 20;
 
-size_t fd_cap() {
+// 1/divisor of the open-file limit, within [lo, hi] (hi when there is no limit).
+size_t share_of_fd_limit(size_t divisor, size_t lo, size_t hi) {
   struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 4000;
-  // A quarter of the limit leaves room for content engines, directory listings and libfuse itself.
-  return std::clamp<size_t>(rl.rlim_cur / 4, 64, 4000);
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return hi;
+  return std::clamp<size_t>(rl.rlim_cur / divisor, lo, hi);
 }
 
-size_t engine_cap() {
-  struct rlimit rl {};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 1024;
-  // An eighth of the limit (each engine holds a descriptor and a key in locked memory).
-  return std::clamp<size_t>(rl.rlim_cur / 8, 16, 1024);
-}
+// Cached O_PATH descriptors: a quarter of the limit leaves room for content engines, directory listings and
+// libfuse itself.
+size_t fd_cap() { return share_of_fd_limit(4, 64, 4000); }
+
+// Cached content engines: an eighth (each holds a descriptor and a key in locked memory).
+size_t engine_cap() { return share_of_fd_limit(8, 16, 1024); }
 
 UniqueFd open_root(const Volume& v, struct stat* st) {
   UniqueFd fd(::openat(v.root_fd(), ".", O_PATH | O_DIRECTORY | O_CLOEXEC));
@@ -473,16 +473,11 @@ void Fs::unlink(uint64_t parent, const std::string& name) {
   struct stat st;
   check(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
   if (S_ISDIR(st.st_mode)) fail(EISDIR);
-  bool gone = st.st_nlink <= 1;
-  auto n = table_.find(st.st_dev, st.st_ino);
-  if (n) {
-    // The kernel still knows it: it may reach it through another hard link or a file it has open (it tells
-    // us of no opens), so keep a way in. The pinned descriptor also keeps its inode number from being reused.
-    table_.pin(*n);
-    gone = false;
-  }
+  // The kernel still knows it: it may reach it through another hard link or a file it has open (it tells us
+  // of no opens), so keep a way in. The pinned descriptor also keeps its inode number from being reused, so the
+  // Inode never needs unindexing here.
+  if (auto n = table_.find(st.st_dev, st.st_ino)) table_.pin(*n);
   check(::unlinkat(at.dirfd->get(), at.backing.c_str(), 0));
-  if (n && gone) table_.unindex(*n);
   remove_name_sidecar(at);
   if (S_ISLNK(st.st_mode)) ::unlinkat(at.dirfd->get(), link_sidecar_name(at.backing).c_str(), 0);
 }

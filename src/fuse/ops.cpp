@@ -104,9 +104,9 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   // Files have no handles (contents are per inode), so OPEN and RELEASE are pure round trips where the kernel
   // does the permission checks (SessionOptions::no_open): answering the first OPEN with ENOSYS tells it to send
-  // none. Pages are then always kept across opens; a change
-  // made to the cipher dir behind the mount shows once the attributes time out (size or mtime differ).
-  // O_TRUNC then arrives as a SETATTR: with "atomic O_TRUNC" the kernel would leave it to an OPEN never sent.
+  // none. Pages are then always kept across opens; a change made to the cipher dir behind the mount shows once
+  // the attributes time out (size or mtime differ). O_TRUNC then arrives as a SETATTR: with "atomic O_TRUNC"
+  // the kernel would leave it to an OPEN never sent.
   const bool no_open = opt.no_open && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0;
   session.no_open.store(no_open, std::memory_order_relaxed);
   if (no_open)
@@ -147,15 +147,14 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* list) {
   fuse_reply_none(req);
 }
 
-void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   with_errno(req, [&] {
-    (void)fi;
     struct stat st = fs_of(req).getattr(ino);
     fuse_reply_attr(req, &st, kTimeout);
   });
 }
 
-void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info*) {
   with_errno(req, [&] {
     SetAttr a;
     if (valid & FUSE_SET_ATTR_MODE) a.mode = attr->st_mode;
@@ -170,7 +169,6 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fu
       a.mtime = timespec{0, UTIME_NOW};
     else if (valid & FUSE_SET_ATTR_MTIME)
       a.mtime = attr->st_mtim;
-    (void)fi;
     struct stat st = fs_of(req).setattr(ino, a);
     fuse_reply_attr(req, &st, kTimeout);
   });
