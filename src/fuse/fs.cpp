@@ -79,7 +79,7 @@ std::string link_sidecar_name(const std::string& backing) {
   return n;
 }
 
-Fs::Fs(std::unique_ptr<Volume> volume)
+Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits)
     : vol_(std::move(volume)),
       table_(
           [&] {
@@ -91,9 +91,9 @@ Fs::Fs(std::unique_ptr<Volume> volume)
             if (::fstat(vol_->root_fd(), &st) != 0) throw_errno("stat cipher dir");
             return st;
           }(),
-          fd_cap()),
+          limits.descriptors ? limits.descriptors : fd_cap()),
       root_(::geteuid() == 0),
-      engine_cap_(engine_cap()) {
+      engine_cap_(limits.engines ? limits.engines : engine_cap()) {
   table_.root().iv = vol_->root_iv();
 }
 

@@ -69,9 +69,16 @@ struct SetAttr {
   std::optional<struct timespec> mtime;
 };
 
+// Caps on what the daemon keeps open; 0 means a share of the open-file limit (the default). Tests set small
+// caps to exercise eviction and reopening.
+struct FsLimits {
+  size_t descriptors = 0;  // cached O_PATH descriptors (InodeTable)
+  size_t engines = 0;      // cached content engines, one descriptor each
+};
+
 class Fs {
  public:
-  explicit Fs(std::unique_ptr<Volume> volume);
+  explicit Fs(std::unique_ptr<Volume> volume, FsLimits limits = {});
   ~Fs();
 
   InodeTable& table() { return table_; }
