@@ -8,6 +8,7 @@
 #include "keytool.hpp"
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/format/recovery_code.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 
@@ -105,10 +106,9 @@ UniqueFd open_cipherdir(const std::string& cipherdir) {
 // A veilkey killed between writing its temp config and renaming it leaves "veilfs.conf.tmp.<random>" behind.
 // It holds only wrapped keys, but it is clutter; under the lock no other veilkey can be writing one.
 void remove_stale_temps(int dirfd) {
-  const std::string prefix = std::string(format::kConfigName) + ".tmp.";
   std::vector<std::string> stale;
   for_each_dir_entry(dirfd, [&](std::string_view name) {
-    if (name.starts_with(prefix)) stale.emplace_back(name);
+    if (layout::is_config_temp(name)) stale.emplace_back(name);
     return true;
   });
   for (const auto& name : stale) ::unlinkat(dirfd, name.c_str(), 0);
@@ -118,7 +118,7 @@ void remove_stale_temps(int dirfd) {
 
 format::VolumeConfig preflight(const std::string& cipherdir) {
   UniqueFd dir = open_cipherdir(cipherdir);
-  return format::VolumeConfig::load(dir.get());
+  return layout::load_config(dir.get());
 }
 
 ConfigLock::ConfigLock(const std::string& cipherdir) : dir_(open_cipherdir(cipherdir)) {
@@ -132,11 +132,11 @@ ConfigLock::ConfigLock(const std::string& cipherdir) : dir_(open_cipherdir(ciphe
   test_point("locked");
 }
 
-format::VolumeConfig ConfigLock::load() const { return format::VolumeConfig::load(dir_.get()); }
+format::VolumeConfig ConfigLock::load() const { return layout::load_config(dir_.get()); }
 
 void ConfigLock::save(const format::VolumeConfig& cfg) const {
   remove_stale_temps(dir_.get());
-  cfg.save(dir_.get());
+  layout::save_config(dir_.get(), cfg);
   test_point("saved");
 }
 

@@ -15,7 +15,7 @@
 
 #include "veilfs/content/content_file.hpp"
 #include "veilfs/format/config.hpp"
-#include "veilfs/names/dir_iv.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/names/link_codec.hpp"
 #include "veilfs/names/name_transform.hpp"
 #include "veilfs/util/unique_fd.hpp"

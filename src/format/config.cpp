@@ -175,23 +175,6 @@ std::string VolumeConfig::serialize() const {
   return body.dump(2) + "\n";
 }
 
-VolumeConfig VolumeConfig::load(int dirfd) {
-  std::vector<uint8_t> bytes;
-  try {
-    bytes = read_small_file(dirfd, std::string(kConfigName), kMaxConfigSize);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT)
-      throw Error(ErrorKind::NotFound, ENOENT, "not a veilfs volume: veilfs.conf is missing");
-    throw;
-  }
-  return parse(bytes);
-}
-
-void VolumeConfig::save(int dirfd) const {
-  std::string text = serialize();
-  write_file_atomic(dirfd, std::string(kConfigName), as_bytes(text), 0400);
-}
-
 std::optional<SecretBytes> VolumeConfig::try_slot(const KeySlot& slot, std::span<const uint8_t> secret) const {
   SecretBytes kek = argon2id(secret, slot.salt, slot.kdf);
   Aead aead(CipherId::XChaCha20Poly1305, kek.span());

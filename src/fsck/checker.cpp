@@ -14,6 +14,7 @@
 
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/siv.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 
@@ -23,23 +24,10 @@ using format::kFileHeaderSize;
 
 namespace {
 
-constexpr std::string_view kTmpInfix = ".tmp.";  // write_file_atomic: <name>.tmp.<16 hex digits>
-// LinkCodec::decrypt refuses anything longer, so a longer long-link sidecar is hostile: read no further.
-constexpr size_t kMaxLinkSidecar = 8192;
 constexpr size_t kVerifyChunk = size_t{1} << 20;  // plaintext bytes verified per read
 constexpr size_t kMaxListedRanges = 8;            // bad-block ranges spelled out in one problem
 
 bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
-
-// A temporary file of an atomic replace (write_file_atomic) of one of veilfs's own files that a crash left behind.
-bool is_temp_leftover(std::string_view name) {
-  constexpr size_t kHex = 16;
-  if (name.size() < format::kReservedPrefix.size() + kTmpInfix.size() + kHex) return false;
-  std::string_view tail = name.substr(name.size() - kHex);
-  std::string_view infix = name.substr(name.size() - kHex - kTmpInfix.size(), kTmpInfix.size());
-  return infix == kTmpInfix &&
-         std::all_of(tail.begin(), tail.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
 
 std::string join_plain(const std::string& parent, std::string_view name) {
   return parent == "/" ? "/" + std::string(name) : parent + "/" + std::string(name);
@@ -186,8 +174,7 @@ void Checker::progress() {
 Report Checker::run() {
   report_ = Report{};
   report_.config_ok = true;
-  UniqueFd root(::openat(vol_.root_fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!root) throw_errno("open cipher dir");
+  UniqueFd root = layout::open_dir_for_listing(vol_.root_fd());
 
   std::vector<std::unique_ptr<Dir>> stack;
   auto top = std::make_unique<Dir>();
@@ -206,7 +193,7 @@ void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
   auto enter = [&](Dir& d, const std::optional<DirIv>& fallback) {
     ++report_.stats.dirs;
     try {
-      if (auto iv = read_dir_iv(d.fd.get())) {
+      if (auto iv = layout::read_dir_iv(d.fd.get())) {
         d.iv = *iv;
         // The root's IV is derived from the master key, so its file can be verified (a poisoned IV hides every name).
         if (d.is_root && *iv != vol_.root_iv()) {
@@ -286,74 +273,60 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
   // --- reserved names: veilfs's own files never appear in the plain view ---
   std::string encoded;
   bool long_name = false;
-  if (starts_with(name, format::kReservedPrefix)) {
-    if (name == format::kDirIvName) return;  // checked on entering the directory
-    if (dir.is_root && name == format::kConfigName) return;
-    if (is_temp_leftover(name)) {
+  const layout::Reserved reserved = layout::classify(name);
+  switch (reserved) {
+    case layout::Reserved::None:
+      encoded = name;
+      break;
+    case layout::Reserved::DirIv:
+      return;  // checked on entering the directory
+    case layout::Reserved::Config:
+      if (dir.is_root) return;
+      add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
+      return;
+    case layout::Reserved::Unknown:
+      add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
+      return;
+    case layout::Reserved::Temp:
       if (!S_ISREG(st.st_mode)) {
         add(ProblemKind::ForeignEntry, rpath, cpath, "reserved temporary name on something not a regular file");
         return;
       }
       remove_reserved(ProblemKind::TempLeftover, "temporary file left by an interrupted atomic write");
       return;
-    }
-    if (name.size() > format::kLongNameSuffix.size() && name.ends_with(format::kLongNameSuffix) &&
-        NameTransform::is_long_name(std::string_view(name).substr(0, name.size() - format::kLongNameSuffix.size()))) {
-      std::string owner = name.substr(0, name.size() - format::kLongNameSuffix.size());
+    case layout::Reserved::NameSidecar: {
+      std::string owner = layout::sidecar_owner(name, reserved);
       if (!exists(owner)) remove_reserved(ProblemKind::SidecarOrphaned, "long-name sidecar without its entry " + owner);
       return;  // otherwise checked together with its owner
     }
-    if (starts_with(name, format::kLongLinkPrefix)) {
-      std::string owner = name.substr(format::kLongLinkPrefix.size());
+    case layout::Reserved::LinkSidecar: {
+      std::string owner = layout::sidecar_owner(name, reserved);
       mode_t mode = 0;
-      char target[format::kLongLinkMarker.size() + 1];
-      bool owner_ok = !owner.empty() && exists(owner, &mode) && S_ISLNK(mode);
+      bool owner_ok = exists(owner, &mode) && S_ISLNK(mode);
       if (owner_ok) {
-        ssize_t n = ::readlinkat(dfd, owner.c_str(), target, sizeof target);
-        owner_ok = n == static_cast<ssize_t>(format::kLongLinkMarker.size()) &&
-                   std::string_view(target, static_cast<size_t>(n)) == format::kLongLinkMarker;
+        try {
+          owner_ok = layout::is_long_link_marker(layout::read_symlink(dfd, owner.c_str()));
+        } catch (const Error&) {
+          owner_ok = false;
+        }
       }
       if (!owner_ok)
         remove_reserved(ProblemKind::SidecarOrphaned, "long symlink target sidecar without a symlink that uses it");
       return;
     }
-    if (!NameTransform::is_long_name(name)) {
-      add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
-      return;
-    }
-    // veilfs.longname.<hash>: the full encoded name lives in the sidecar, which must hash to this name.
-    long_name = true;
-    const std::string side = NameTransform::sidecar_for(name);
-    struct stat ss {};
-    if (::fstatat(dfd, side.c_str(), &ss, AT_SYMLINK_NOFOLLOW) != 0) {
-      if (errno == ENOENT)
-        add(ProblemKind::SidecarMissing, rpath, cpath, "long name without its sidecar (invisible in the mount)");
-      else
-        add(ProblemKind::SidecarBad, rpath, cpath, "sidecar cannot be read: " + errno_text(errno));
-    } else if (!S_ISREG(ss.st_mode)) {
-      add(ProblemKind::SidecarBad, rpath, cpath, "sidecar is not a regular file");
-    } else if (static_cast<uint64_t>(ss.st_size) > format::kMaxSidecarSize) {
-      // A hostile sidecar may be gigabytes (sparse): judge it by its size, never read it.
-      add(ProblemKind::SidecarBad, rpath, cpath,
-          "sidecar is " + std::to_string(ss.st_size) + " bytes, more than " + std::to_string(format::kMaxSidecarSize) +
-              " (not read)");
-    } else {
+    case layout::Reserved::LongName:
+      // veilfs.longname.<hash>: the full encoded name lives in the sidecar, which must hash to this name.
+      long_name = true;
       try {
-        auto bytes = read_small_file(dfd, side, format::kMaxSidecarSize);
-        std::string content(bytes.begin(), bytes.end());
-        if (NameTransform::long_name_for(content) != name)
-          add(ProblemKind::SidecarBad, rpath, cpath, "sidecar does not match its hashed short name");
-        else if (!NameTransform::needs_long_name(content))
-          add(ProblemKind::SidecarBad, rpath, cpath, "sidecar holds a name short enough to be stored directly");
-        else
-          encoded = std::move(content);
+        encoded = layout::read_long_name(dfd, name);
       } catch (const Error& e) {
-        add(ProblemKind::SidecarBad, rpath, cpath,
-            e.kind() == ErrorKind::Io ? "sidecar cannot be read: " + errno_text(e.sys_errno()) : e.what());
+        if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT)
+          add(ProblemKind::SidecarMissing, rpath, cpath, "long name without its sidecar (invisible in the mount)");
+        else
+          add(ProblemKind::SidecarBad, rpath, cpath,
+              e.kind() == ErrorKind::Io ? "sidecar cannot be read: " + errno_text(e.sys_errno()) : e.what());
       }
-    }
-  } else {
-    encoded = name;
+      break;
   }
 
   // --- the name itself ---
@@ -379,9 +352,11 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
           "directory nesting deeper than " + std::to_string(opt_.max_depth) + " levels: not descended");
       return;
     }
-    UniqueFd fd(::openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd) {
-      add(ProblemKind::IoError, path, cpath, "cannot open directory: " + errno_text(errno));
+    UniqueFd fd;
+    try {
+      fd = layout::open_dir(dfd, name, O_RDONLY);
+    } catch (const Error& e) {
+      add(ProblemKind::IoError, path, cpath, "cannot open directory: " + errno_text(e.sys_errno()));
       return;
     }
     auto child = std::make_unique<Dir>();
@@ -412,26 +387,21 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
 
 void Checker::check_symlink(Dir& dir, const std::string& name, const std::string& path, const std::string& cpath) {
   // Never followed: a backing symlink's target is ciphertext, and a hostile one may loop.
-  std::vector<char> buf(LinkCodec::kMaxInlineStored + 2);
-  ssize_t n = ::readlinkat(dir.fd.get(), name.c_str(), buf.data(), buf.size());
-  if (n < 0) {
-    add(ProblemKind::IoError, path, cpath, "readlink failed: " + errno_text(errno));
+  std::string stored;
+  try {
+    stored = layout::read_symlink(dir.fd.get(), name.c_str());
+  } catch (const Error& e) {
+    add(ProblemKind::IoError, path, cpath, "readlink failed: " + errno_text(e.sys_errno()));
     return;
   }
-  std::string stored(buf.data(), static_cast<size_t>(n));
-  if (stored == format::kLongLinkMarker) {
-    std::string side = std::string(format::kLongLinkPrefix) + name;
-    try {
-      auto bytes = read_small_file(dir.fd.get(), side, kMaxLinkSidecar);
-      stored.assign(bytes.begin(), bytes.end());
-    } catch (const Error& e) {
-      std::string why = e.kind() != ErrorKind::Io
-                            ? "is larger than " + std::to_string(kMaxLinkSidecar) + " bytes or not a regular file"
-                        : e.sys_errno() == ENOENT ? "is missing"
-                                                  : "cannot be read: " + errno_text(e.sys_errno());
-      add(ProblemKind::LinkTargetBad, path, cpath, "long target sidecar " + why);
-      return;
-    }
+  try {
+    stored = layout::link_target_from(std::move(stored), dir.fd.get(), name);
+  } catch (const Error& e) {
+    add(ProblemKind::LinkTargetBad, path, cpath,
+        e.kind() != ErrorKind::Io ? std::string(e.what())
+        : e.sys_errno() == ENOENT ? "long target sidecar is missing"
+                                  : "long target sidecar cannot be read: " + errno_text(e.sys_errno()));
+    return;
   }
   if (!vol_.links().decrypt(stored))
     add(ProblemKind::LinkTargetBad, path, cpath, "symlink target does not decrypt (tampered or foreign)");

@@ -13,16 +13,12 @@
 #include <ctime>
 
 #include "fuse/log.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 
 namespace veil::fuse {
 namespace {
-
-[[noreturn]] void fail(int err) { throw Error(ErrorKind::Io, err, std::strerror(err)); }
-void check(int rc) {
-  if (rc < 0) fail(errno);
-}
 
 struct ProcPath {
   char buf[40];
@@ -30,7 +26,6 @@ struct ProcPath {
   const char* c_str() const { return buf; }
 };
 
-constexpr size_t kMaxLinkSidecar = 16 * 1024;  // an encrypted PATH_MAX target is ~5.5 KiB
 constexpr uint64_t kFallocChunk = 1 << 20;
 
 // 1/divisor of the open-file limit, within [lo, hi] (hi when there is no limit).
@@ -54,30 +49,12 @@ UniqueFd open_root(const Volume& v, struct stat* st) {
   return fd;
 }
 
-// Writes a small file that must not exist yet. No fsync: the callers' files are either derivable (a new
-// directory's IV is derived from its parent's when missing) or recreated by fsck.
-void write_new_file(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode) {
-  UniqueFd fd(::openat(dirfd, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!fd) fail(errno);
-  try {
-    pwrite_full(fd.get(), data, 0);
-  } catch (...) {
-    ::unlinkat(dirfd, name.c_str(), 0);
-    throw;
-  }
+// An undo step that failed leaves a side file or an IV-less directory behind: fsck finds and repairs both.
+void log_undo_failure(const std::string& backing) {
+  log(LogLevel::Error, "could not undo a half-made entry %s; run veilfs fsck", backing.c_str());
 }
-
-std::span<const uint8_t> bytes(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
 }  // namespace
-
-std::string link_sidecar_name(const std::string& backing) {
-  std::string n = std::string(format::kLongLinkPrefix) + backing;
-  // A backing name near 255 bytes leaves no room for the prefix: name the sidecar after its hash instead.
-  if (n.size() > format::kMaxBackingNameSize)
-    n = std::string(format::kLongLinkPrefix) + NameTransform::long_name_for(backing);
-  return n;
-}
 
 Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits)
     : vol_(std::move(volume)),
@@ -92,7 +69,7 @@ Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits)
             return st;
           }(),
           limits.descriptors ? limits.descriptors : fd_cap()),
-      root_(::geteuid() == 0),
+      access_{.as_root = ::geteuid() == 0},
       engine_cap_(limits.engines ? limits.engines : engine_cap()) {
   table_.root().iv = vol_->root_iv();
 }
@@ -116,31 +93,23 @@ DirIv Fs::iv_of(Inode& d) {
     std::lock_guard lk(d.mu);
     if (d.iv) return *d.iv;
   }
-  if (d.type != S_IFDIR) fail(ENOTDIR);
+  if (d.type != S_IFDIR) throw_errno(ENOTDIR);
   FdPtr f = table_.fd(d);
   auto [parent, name] = table_.location(d);
   DirIv iv{};
-  std::optional<DirIv> stored;
-  try {
-    stored = read_dir_iv(f->get());
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::Corrupt) throw;
-    // An IV file torn by a crash right after mkdir: the derived IV is what it held.
+  bool torn = false;
+  std::optional<DirIv> stored = layout::read_dir_iv_if_intact(f->get(), &torn);
+  // An IV file torn by a crash right after mkdir: the derived IV is what it held.
+  if (torn)
     log(LogLevel::Warning, "directory inode %llu: IV file has the wrong size, using the derived IV",
         static_cast<unsigned long long>(d.ino));
-  }
   if (stored) {
     iv = *stored;
   } else {
     if (!parent) return vol_->root_iv();
     DirIv piv = iv_of(*parent);
-    std::string encoded = name;
-    if (NameTransform::is_long_name(name)) {
-      FdPtr pf = table_.fd(*parent);
-      auto side = read_small_file(pf->get(), NameTransform::sidecar_for(name), format::kMaxSidecarSize);
-      encoded.assign(side.begin(), side.end());
-    }
-    iv = vol_->names().derive_child_iv(piv, encoded);
+    FdPtr pf = table_.fd(*parent);
+    iv = vol_->names().derive_child_iv(piv, layout::encoded_name_of(pf->get(), name));
   }
   std::lock_guard lk(d.mu);
   d.iv = iv;
@@ -152,33 +121,19 @@ Fs::Named Fs::resolve(uint64_t parent, const std::string& name) {
   r.dir = table_.get(parent).shared_from_this();
   r.iv = iv_of(*r.dir);
   r.encoded = vol_->names().encrypt(r.iv, name);
-  r.backing = NameTransform::backing_name(r.encoded);
+  r.backing = layout::backing_name(r.encoded);
   r.dirfd = table_.fd(*r.dir);
   return r;
 }
 
-std::string Fs::stored_link_at(int dirfd, const std::string& backing) {
-  char buf[PATH_MAX + 1];
-  ssize_t n = ::readlinkat(dirfd, backing.c_str(), buf, sizeof buf);
-  if (n < 0) fail(errno);
-  std::string s(buf, static_cast<size_t>(n));
-  if (s != format::kLongLinkMarker) return s;
-  auto side = read_small_file(dirfd, link_sidecar_name(backing), kMaxLinkSidecar);
-  return std::string(side.begin(), side.end());
-}
-
 std::string Fs::stored_link(Inode& n) {
   FdPtr f = table_.fd(n);
-  char buf[PATH_MAX + 1];
-  ssize_t len = ::readlinkat(f->get(), "", buf, sizeof buf);
-  if (len < 0) fail(errno);
-  std::string s(buf, static_cast<size_t>(len));
-  if (s != format::kLongLinkMarker) return s;
+  std::string held = layout::read_symlink(f->get(), "");
+  if (!layout::is_long_link_marker(held)) return held;
   auto [parent, name] = table_.location(n);
-  if (!parent) fail(EIO);
+  if (!parent) throw_errno(EIO);
   FdPtr pf = table_.fd(*parent);
-  auto side = read_small_file(pf->get(), link_sidecar_name(name), kMaxLinkSidecar);
-  return std::string(side.begin(), side.end());
+  return layout::link_target_from(std::move(held), pf->get(), name);
 }
 
 void Fs::plain_attr(Inode& n, struct stat& st) {
@@ -195,7 +150,7 @@ void Fs::plain_attr(Inode& n, struct stat& st) {
     auto plain = vol_->links().decrypt(stored_link(n));
     if (!plain) {
       log(LogLevel::Warning, "symlink inode %llu: target fails authentication", static_cast<unsigned long long>(n.ino));
-      fail(EIO);
+      throw_errno(EIO);
     }
     std::lock_guard lk(n.mu);
     n.link_size = plain->size();
@@ -219,7 +174,7 @@ UniqueFd Fs::open_object(Inode& n, int flags) {
       UniqueFd fd(::openat(pf->get(), name.c_str(), flags | O_CLOEXEC | O_NOFOLLOW));
       struct stat st;
       if (fd && ::fstat(fd.get(), &st) == 0 && st.st_dev == n.dev && st.st_ino == n.ino) return fd;
-      if (!fd && errno != ENOENT) fail(errno);
+      if (!fd && errno != ENOENT) throw_errno(errno);
     }
   }
   return reopen(n, flags);
@@ -229,16 +184,16 @@ UniqueFd Fs::open_for_writing(Inode& n) {
   try {
     return open_object(n, O_RDWR);
   } catch (const Error& e) {
-    if (root_ || e.sys_errno() != EACCES) throw;
+    if (access_.as_root || e.sys_errno() != EACCES) throw;
   }
   // A non-root daemon must also read a file its owner may only write (mode 0200): partial-block writes read
   // first. Like a local disk, let the owner in: add owner read/write for the open, then restore the mode.
   FdPtr path = table_.fd(n);
   struct stat st;
-  check(::fstat(path->get(), &st));
-  if (st.st_uid != ::geteuid() || (st.st_mode & (S_IRUSR | S_IWUSR)) == (S_IRUSR | S_IWUSR)) fail(EACCES);
+  check_errno(::fstat(path->get(), &st));
+  if (st.st_uid != ::geteuid() || (st.st_mode & (S_IRUSR | S_IWUSR)) == (S_IRUSR | S_IWUSR)) throw_errno(EACCES);
   const ProcPath proc(path->get());
-  check(::chmod(proc.c_str(), (st.st_mode & 07777) | S_IRUSR | S_IWUSR));
+  check_errno(::chmod(proc.c_str(), (st.st_mode & 07777) | S_IRUSR | S_IWUSR));
   UniqueFd fd;
   int err = 0;
   try {
@@ -247,7 +202,7 @@ UniqueFd Fs::open_for_writing(Inode& n) {
     err = e.sys_errno() ? e.sys_errno() : EIO;
   }
   if (::chmod(proc.c_str(), st.st_mode & 07777) != 0 && !err) err = errno;
-  if (err) fail(err);
+  if (err) throw_errno(err);
   return fd;
 }
 
@@ -268,12 +223,12 @@ struct stat Fs::stat_of(Inode& n) {
       std::lock_guard lk(n.mu);
       cf = n.content;
     }
-    if (!cf) fail(ENOENT);
-    check(::fstat(cf->fd(), &st));
+    if (!cf) throw_errno(ENOENT);
+    check_errno(::fstat(cf->fd(), &st));
     plain_attr(n, st);
     return st;
   }
-  check(::fstatat(f->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+  check_errno(::fstatat(f->get(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
   plain_attr(n, st);
   return st;
 }
@@ -294,7 +249,7 @@ Entry Fs::lookup(uint64_t parent, const std::string& name) {
   struct stat st;
   if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return {};
-    fail(errno);
+    throw_errno(errno);
   }
   return entry_for(*at.dir, at.backing, st);
 }
@@ -302,7 +257,7 @@ Entry Fs::lookup(uint64_t parent, const std::string& name) {
 Entry Fs::lookup_backing(Inode& dir, const std::string& backing, bool fresh) {
   FdPtr f = table_.fd(dir);
   struct stat st;
-  check(::fstatat(f->get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  check_errno(::fstatat(f->get(), backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
   return entry_for(dir, backing, st, fresh);
 }
 
@@ -321,7 +276,7 @@ void Fs::access(uint64_t ino, int mask) {
   Inode& n = table_.get(ino);
   FdPtr f = table_.fd(n);
   if (mask == F_OK) return;
-  check(::faccessat(AT_FDCWD, ProcPath(f->get()).c_str(), mask, 0));
+  check_errno(::faccessat(AT_FDCWD, ProcPath(f->get()).c_str(), mask, 0));
 }
 
 std::string Fs::readlink(uint64_t ino) {
@@ -329,7 +284,7 @@ std::string Fs::readlink(uint64_t ino) {
   auto plain = vol_->links().decrypt(stored_link(n));
   if (!plain) {
     log(LogLevel::Warning, "symlink inode %llu: target fails authentication", static_cast<unsigned long long>(n.ino));
-    fail(EIO);
+    throw_errno(EIO);
   }
   return *plain;
 }
@@ -337,83 +292,49 @@ std::string Fs::readlink(uint64_t ino) {
 // ---------------------------------------------------------------------------------------------------------
 // Creating entries
 
-bool Fs::make_name_sidecar(const Named& at, bool must_be_new) {
-  if (!at.long_name()) return false;
-  std::string side = NameTransform::sidecar_for(at.backing);
-  UniqueFd fd(::openat(at.dirfd->get(), side.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444));
-  if (!fd) {
-    if (errno != EEXIST) fail(errno);
-    if (must_be_new) {
-      // A sidecar without its entry is left over from a crash; with its entry the name exists.
-      struct stat st;
-      if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) fail(EEXIST);
-    }
-    return false;
-  }
-  try {
-    pwrite_full(fd.get(), bytes(at.encoded), 0);
-  } catch (...) {
-    ::unlinkat(at.dirfd->get(), side.c_str(), 0);
-    throw;
-  }
-  return true;
-}
-
-void Fs::remove_name_sidecar(const Named& at) {
-  if (!at.long_name()) return;
-  ::unlinkat(at.dirfd->get(), NameTransform::sidecar_for(at.backing).c_str(), 0);
-}
-
 void Fs::own(const Named& at, const Caller& c, mode_t mode, bool is_dir) {
   // The daemon's own user and group created it already (a set-group-ID directory's group stays either way).
-  if (!root_ || (c.uid == ::geteuid() && c.gid == ::getegid())) return;
+  if (!access_.as_root || (c.uid == ::geteuid() && c.gid == ::getegid())) return;
   gid_t gid = c.gid;
   struct stat pst;
   // In a set-group-ID directory the new entry already has the directory's group, as on a local disk.
   if (::fstat(at.dirfd->get(), &pst) == 0 && (pst.st_mode & S_ISGID)) gid = static_cast<gid_t>(-1);
-  check(::fchownat(at.dirfd->get(), at.backing.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW));
+  check_errno(::fchownat(at.dirfd->get(), at.backing.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW));
   // chown clears set-ID bits of non-directories even for root; the caller asked for them.
   if (!is_dir && (mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode))
-    check(::fchmodat(at.dirfd->get(), at.backing.c_str(), mode & 07777, 0));
+    check_errno(::fchmodat(at.dirfd->get(), at.backing.c_str(), mode & 07777, 0));
 }
 
 Entry Fs::mknod(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, dev_t rdev) {
   Named at = resolve(parent, name);
-  bool side = make_name_sidecar(at, true);
-  if (::mknodat(at.dirfd->get(), at.backing.c_str(), mode, rdev) != 0) {
-    int err = errno;
-    if (side) remove_name_sidecar(at);
-    fail(err);
-  }
+  const int dfd = at.dirfd->get();
+  layout::EntryUndo undo(log_undo_failure);
+  layout::add_name_sidecar(undo, dfd, at.backing, at.encoded, /*must_be_new=*/true);
+  check_errno(::mknodat(dfd, at.backing.c_str(), mode, rdev));
+  undo.created_file(dfd, at.backing);
   own(at, c, mode, false);
-  return lookup_backing(*at.dir, at.backing, /*fresh=*/true);
+  Entry e = lookup_backing(*at.dir, at.backing, /*fresh=*/true);
+  undo.dismiss();
+  return e;
 }
 
 Entry Fs::mkdir(const Caller& c, uint64_t parent, const std::string& name, mode_t mode) {
   Named at = resolve(parent, name);
-  bool side = make_name_sidecar(at, true);
+  const int dfd = at.dirfd->get();
+  layout::EntryUndo undo(log_undo_failure);
+  layout::add_name_sidecar(undo, dfd, at.backing, at.encoded, /*must_be_new=*/true);
   // Created with owner rwx so the IV file can go in; the exact mode is set afterwards.
-  if (::mkdirat(at.dirfd->get(), at.backing.c_str(), (mode & 07777) | S_IRWXU) != 0) {
-    int err = errno;
-    if (side) remove_name_sidecar(at);
-    fail(err);
-  }
+  check_errno(::mkdirat(dfd, at.backing.c_str(), (mode & 07777) | S_IRWXU));
+  undo.created_dir(dfd, at.backing);
   DirIv iv = vol_->names().derive_child_iv(at.iv, at.encoded);
-  try {
-    UniqueFd d(::openat(at.dirfd->get(), at.backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!d) fail(errno);
-    write_new_file(d.get(), std::string(format::kDirIvName), iv, 0444);
-    struct stat st;
-    check(::fstat(d.get(), &st));
-    mode_t want = (mode & 07777) | (st.st_mode & S_ISGID);
-    if ((st.st_mode & 07777) != want) check(::fchmodat(at.dirfd->get(), at.backing.c_str(), want, 0));
-    own(at, c, mode, true);
-  } catch (...) {
-    ::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR);  // fails harmlessly if the IV file is in
-    if (side) remove_name_sidecar(at);
-    throw;
-  }
+  layout::add_dir_iv(undo, dfd, at.backing, iv);
+  struct stat st;
+  check_errno(::fstatat(dfd, at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  mode_t want = (mode & 07777) | (st.st_mode & S_ISGID);
+  if ((st.st_mode & 07777) != want) check_errno(::fchmodat(dfd, at.backing.c_str(), want, 0));
+  own(at, c, mode, true);
   Entry e = lookup_backing(*at.dir, at.backing, /*fresh=*/true);
+  undo.dismiss();
   Inode& n = table_.get(e.ino);
   std::lock_guard lk(n.mu);
   n.iv = iv;
@@ -422,47 +343,32 @@ Entry Fs::mkdir(const Caller& c, uint64_t parent, const std::string& name, mode_
 
 Entry Fs::symlink(const Caller& c, const std::string& target, uint64_t parent, const std::string& name) {
   Named at = resolve(parent, name);
-  std::string stored = vol_->links().encrypt(target);
-  bool side = make_name_sidecar(at, true);
-  std::string link_side;
-  try {
-    if (stored.size() > LinkCodec::kMaxInlineStored) {
-      link_side = link_sidecar_name(at.backing);
-      ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);  // an orphan from a crash
-      write_new_file(at.dirfd->get(), link_side, bytes(stored), 0444);
-      stored = format::kLongLinkMarker;
-    }
-    check(::symlinkat(stored.c_str(), at.dirfd->get(), at.backing.c_str()));
-  } catch (...) {
-    if (!link_side.empty()) ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);
-    if (side) remove_name_sidecar(at);
-    throw;
-  }
+  const int dfd = at.dirfd->get();
+  layout::EntryUndo undo(log_undo_failure);
+  layout::add_name_sidecar(undo, dfd, at.backing, at.encoded, /*must_be_new=*/true);
+  const std::string held = layout::add_link_target(undo, dfd, at.backing, vol_->links().encrypt(target));
+  check_errno(::symlinkat(held.c_str(), dfd, at.backing.c_str()));
+  undo.created_file(dfd, at.backing);
   own(at, c, S_IFLNK, false);
-  return lookup_backing(*at.dir, at.backing, /*fresh=*/true);
+  Entry e = lookup_backing(*at.dir, at.backing, /*fresh=*/true);
+  undo.dismiss();
+  return e;
 }
 
 Entry Fs::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
   Inode& n = table_.get(ino);
   Named at = resolve(newparent, newname);
+  const int dfd = at.dirfd->get();
   FdPtr src = table_.fd(n);
-  std::string stored;
-  if (n.type == S_IFLNK) stored = stored_link(n);
-  bool side = make_name_sidecar(at, true);
-  std::string link_side;
-  try {
-    if (stored.size() > LinkCodec::kMaxInlineStored) {
-      link_side = link_sidecar_name(at.backing);
-      ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);
-      write_new_file(at.dirfd->get(), link_side, bytes(stored), 0444);
-    }
-    check(::linkat(AT_FDCWD, ProcPath(src->get()).c_str(), at.dirfd->get(), at.backing.c_str(), AT_SYMLINK_FOLLOW));
-  } catch (...) {
-    if (!link_side.empty()) ::unlinkat(at.dirfd->get(), link_side.c_str(), 0);
-    if (side) remove_name_sidecar(at);
-    throw;
-  }
-  return lookup_backing(*at.dir, at.backing);
+  layout::EntryUndo undo(log_undo_failure);
+  layout::add_name_sidecar(undo, dfd, at.backing, at.encoded, /*must_be_new=*/true);
+  // A long target lives beside each name of the symlink (what the new link holds, the marker, is linked along).
+  if (n.type == S_IFLNK) layout::add_link_target(undo, dfd, at.backing, stored_link(n));
+  check_errno(::linkat(AT_FDCWD, ProcPath(src->get()).c_str(), dfd, at.backing.c_str(), AT_SYMLINK_FOLLOW));
+  undo.created_file(dfd, at.backing);
+  Entry e = lookup_backing(*at.dir, at.backing);
+  undo.dismiss();
+  return e;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -471,129 +377,72 @@ Entry Fs::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
 void Fs::unlink(uint64_t parent, const std::string& name) {
   Named at = resolve(parent, name);
   struct stat st;
-  check(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
-  if (S_ISDIR(st.st_mode)) fail(EISDIR);
+  check_errno(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  if (S_ISDIR(st.st_mode)) throw_errno(EISDIR);
   // The kernel still knows it: it may reach it through another hard link or a file it has open (it tells us
   // of no opens), so keep a way in. The pinned descriptor also keeps its inode number from being reused, so the
   // Inode never needs unindexing here.
   if (auto n = table_.find(st.st_dev, st.st_ino)) table_.pin(*n);
-  check(::unlinkat(at.dirfd->get(), at.backing.c_str(), 0));
-  remove_name_sidecar(at);
-  if (S_ISLNK(st.st_mode)) ::unlinkat(at.dirfd->get(), link_sidecar_name(at.backing).c_str(), 0);
-}
-
-std::optional<DirIv> Fs::strip_dir_iv(int parentfd, const std::string& backing) {
-  UniqueFd d(::openat(parentfd, backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!d) fail(errno);
-  std::optional<DirIv> iv;
-  try {
-    iv = read_dir_iv(d.get());
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::Corrupt) throw;
-  }
-  if (::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0) != 0 && errno != ENOENT) {
-    if (errno != EACCES || root_) fail(errno);
-    // A directory without owner w/x (mode 0151): open it up for the removal only.
-    struct stat st;
-    check(::fstat(d.get(), &st));
-    check(::fchmodat(parentfd, backing.c_str(), (st.st_mode & 07777) | S_IRWXU, 0));
-    int rc = ::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0);
-    int err = errno;
-    ::fchmodat(parentfd, backing.c_str(), st.st_mode & 07777, 0);
-    if (rc != 0 && err != ENOENT) fail(err);
-  }
-  return iv;
-}
-
-void Fs::restore_dir_iv(int parentfd, const std::string& backing, const DirIv& iv) {
-  try {
-    UniqueFd d(::openat(parentfd, backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-    if (!d) fail(errno);
-    struct stat st;
-    check(::fstat(d.get(), &st));
-    bool opened = false;
-    if (!root_ && (st.st_mode & S_IRWXU) != S_IRWXU) {
-      check(::fchmodat(parentfd, backing.c_str(), (st.st_mode & 07777) | S_IRWXU, 0));
-      opened = true;
-    }
-    write_new_file(d.get(), std::string(format::kDirIvName), iv, 0444);
-    if (opened) check(::fchmodat(parentfd, backing.c_str(), st.st_mode & 07777, 0));
-  } catch (const std::exception&) {
-    log(LogLevel::Error, "could not restore the IV file of directory %s", backing.c_str());
-  }
+  check_errno(::unlinkat(at.dirfd->get(), at.backing.c_str(), 0));
+  layout::remove_side_files(at.dirfd->get(), at.backing, S_ISLNK(st.st_mode));
 }
 
 void Fs::rmdir(uint64_t parent, const std::string& name) {
   Named at = resolve(parent, name);
   struct stat st;
-  check(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
-  if (!S_ISDIR(st.st_mode)) fail(ENOTDIR);
-  // veilfs.diriv goes first (the backing rmdir would see it); it comes back if the directory was not empty.
-  auto stored = strip_dir_iv(at.dirfd->get(), at.backing);
-  if (::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR) != 0) {
-    int err = errno;
-    if (stored) restore_dir_iv(at.dirfd->get(), at.backing, *stored);
-    fail(err);
-  }
+  check_errno(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  if (!S_ISDIR(st.st_mode)) throw_errno(ENOTDIR);
+  // The IV file goes first (the backing rmdir would see it); it comes back if the directory was not empty.
+  layout::EntryUndo undo(log_undo_failure);
+  if (auto stored = layout::strip_dir_iv(at.dirfd->get(), at.backing, access_))
+    undo.stripped_dir_iv(at.dirfd->get(), at.backing, *stored, access_);
+  check_errno(::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR));
+  undo.dismiss();
   if (auto n = table_.find(st.st_dev, st.st_ino)) table_.unindex(*n);
-  remove_name_sidecar(at);
-}
-
-void Fs::ensure_dir_iv_file(int parentfd, const std::string& backing, Inode* n, const DirIv& parent_iv,
-                            const std::string& encoded) {
-  UniqueFd d(::openat(parentfd, backing.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (!d) fail(errno);
-  std::optional<DirIv> have;
-  try {
-    have = read_dir_iv(d.get());
-  } catch (const Error& e) {
-    if (e.kind() != ErrorKind::Corrupt) throw;
-  }
-  if (!have) {
-    // A derived IV depends on the directory's name: write it down before the name changes.
-    DirIv iv = n ? iv_of(*n) : vol_->names().derive_child_iv(parent_iv, encoded);
-    ::unlinkat(d.get(), std::string(format::kDirIvName).c_str(), 0);
-    restore_dir_iv(parentfd, backing, iv);
-  }
-  // mkdir writes the IV file without fsync: until the directory is renamed, a lost IV file is derived again,
-  // identically. After a rename it would not be, so the IV file must be on disk before the rename is.
-  UniqueFd iv_fd(::openat(d.get(), std::string(format::kDirIvName).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (!iv_fd || ::fdatasync(iv_fd.get()) != 0) fail(EIO);
-  UniqueFd dir_fd(::openat(parentfd, backing.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-  if (dir_fd) ::fsync(dir_fd.get());  // best effort: a directory without read permission cannot be opened
+  layout::remove_side_files(at.dirfd->get(), at.backing, /*symlink=*/false);
 }
 
 void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, const std::string& newname,
                 unsigned flags) {
-  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) fail(EINVAL);
+  if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) throw_errno(EINVAL);
   Named from = resolve(parent, name);
   Named to = resolve(newparent, newname);
   int fd1 = from.dirfd->get(), fd2 = to.dirfd->get();
   struct stat s1, s2;
-  check(::fstatat(fd1, from.backing.c_str(), &s1, AT_SYMLINK_NOFOLLOW));
+  check_errno(::fstatat(fd1, from.backing.c_str(), &s1, AT_SYMLINK_NOFOLLOW));
   bool dst = ::fstatat(fd2, to.backing.c_str(), &s2, AT_SYMLINK_NOFOLLOW) == 0;
-  if (!dst && errno != ENOENT) fail(errno);
+  if (!dst && errno != ENOENT) throw_errno(errno);
   bool exchange = flags & RENAME_EXCHANGE;
-  if (exchange && !dst) fail(ENOENT);
-  if (dst && (flags & RENAME_NOREPLACE)) fail(EEXIST);
+  if (exchange && !dst) throw_errno(ENOENT);
+  if (dst && (flags & RENAME_NOREPLACE)) throw_errno(EEXIST);
   // Same object under both names (or the same name): POSIX says do nothing.
   if (dst && s1.st_ino == s2.st_ino && s1.st_dev == s2.st_dev) return;
 
   auto n1 = table_.find(s1.st_dev, s1.st_ino);
   auto n2 = dst ? table_.find(s2.st_dev, s2.st_ino) : nullptr;
-  if (S_ISDIR(s1.st_mode)) ensure_dir_iv_file(fd1, from.backing, n1.get(), from.iv, from.encoded);
-  if (exchange && S_ISDIR(s2.st_mode)) ensure_dir_iv_file(fd2, to.backing, n2.get(), to.iv, to.encoded);
-  bool s_long = S_ISLNK(s1.st_mode) && stored_link_at(fd1, from.backing).size() > LinkCodec::kMaxInlineStored;
-  bool d_long = dst && S_ISLNK(s2.st_mode) && stored_link_at(fd2, to.backing).size() > LinkCodec::kMaxInlineStored;
+  // A derived IV depends on the directory's name: it must be on disk before the name changes.
+  auto persist_iv = [&](int fd, const Named& at, Inode* n) {
+    layout::persist_dir_iv(
+        fd, at.backing, [&] { return n ? iv_of(*n) : vol_->names().derive_child_iv(at.iv, at.encoded); }, access_);
+  };
+  if (S_ISDIR(s1.st_mode)) persist_iv(fd1, from, n1.get());
+  if (exchange && S_ISDIR(s2.st_mode)) persist_iv(fd2, to, n2.get());
+  auto long_target = [](int fd, const std::string& backing) {
+    return layout::link_target_is_long(layout::read_link_target(fd, backing));
+  };
+  bool s_long = S_ISLNK(s1.st_mode) && long_target(fd1, from.backing);
+  bool d_long = dst && S_ISLNK(s2.st_mode) && long_target(fd2, to.backing);
 
-  std::optional<DirIv> stripped;
+  layout::EntryUndo undo(log_undo_failure);
   bool replaced_gone = false;  // the rename frees the target's backing inode
   if (dst && !exchange) {
     if (S_ISDIR(s2.st_mode)) {
-      if (!S_ISDIR(s1.st_mode)) fail(EISDIR);
-      stripped = strip_dir_iv(fd2, to.backing);  // an empty target directory holds only its IV file
+      if (!S_ISDIR(s1.st_mode)) throw_errno(EISDIR);
+      // An empty target directory holds only its IV file.
+      if (auto stripped = layout::strip_dir_iv(fd2, to.backing, access_))
+        undo.stripped_dir_iv(fd2, to.backing, *stripped, access_);
     } else if (S_ISDIR(s1.st_mode)) {
-      fail(ENOTDIR);
+      throw_errno(ENOTDIR);
     }
     if (n2) {
       // As in unlink: a file the kernel knows may be open (or linked elsewhere); keep a way in.
@@ -601,29 +450,18 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
       replaced_gone = S_ISDIR(s2.st_mode);
     }
   }
-  bool side = make_name_sidecar(to, false);
-  if (::renameat2(fd1, from.backing.c_str(), fd2, to.backing.c_str(), flags) != 0) {
-    int err = errno;
-    if (side) remove_name_sidecar(to);
-    if (stripped) restore_dir_iv(fd2, to.backing, *stripped);
-    fail(err);
-  }
-  if (!exchange) remove_name_sidecar(from);
+  layout::add_name_sidecar(undo, fd2, to.backing, to.encoded, /*must_be_new=*/false);
+  check_errno(::renameat2(fd1, from.backing.c_str(), fd2, to.backing.c_str(), flags));
+  undo.dismiss();
+  if (!exchange) layout::remove_name_sidecar(fd1, from.backing);
 
   // Long symlink targets live next to their entry: move them with it.
-  std::string l1 = link_sidecar_name(from.backing), l2 = link_sidecar_name(to.backing);
-  if (exchange) {
-    if (s_long && d_long)
-      ::renameat2(fd1, l1.c_str(), fd2, l2.c_str(), RENAME_EXCHANGE);
-    else if (s_long)
-      ::renameat(fd1, l1.c_str(), fd2, l2.c_str());
-    else if (d_long)
-      ::renameat(fd2, l2.c_str(), fd1, l1.c_str());
-  } else if (s_long) {
-    ::renameat(fd1, l1.c_str(), fd2, l2.c_str());
-  } else if (d_long) {
-    ::unlinkat(fd2, l2.c_str(), 0);
-  }
+  if (exchange)
+    layout::exchange_link_sidecars(fd1, from.backing, s_long, fd2, to.backing, d_long);
+  else if (s_long)
+    layout::move_link_sidecar(fd1, from.backing, fd2, to.backing);
+  else if (d_long)
+    layout::remove_link_sidecar(fd2, to.backing);
 
   if (n1) table_.set_location(*n1, *to.dir, to.backing);
   if (n2 && exchange) table_.set_location(*n2, *from.dir, from.backing);
@@ -636,7 +474,7 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
 UniqueFd Fs::reopen(Inode& n, int flags) {
   FdPtr f = table_.fd(n);
   UniqueFd fd(::open(ProcPath(f->get()).c_str(), flags | O_CLOEXEC));
-  if (!fd) fail(errno);
+  if (!fd) throw_errno(errno);
   return fd;
 }
 
@@ -647,7 +485,7 @@ void Fs::attach_content(Inode& n, UniqueFd fd, bool writable) {
 }
 
 std::shared_ptr<ContentFile> Fs::engine(Inode& n, bool write) {
-  if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
+  if (n.type != S_IFREG) throw_errno(n.type == S_IFDIR ? EISDIR : EINVAL);
   std::shared_ptr<ContentFile> cf;
   {
     std::lock_guard lk(n.mu);
@@ -712,7 +550,7 @@ void Fs::drop_engine(Inode& n) {
 
 void Fs::open(uint64_t ino, int flags) {
   Inode& n = table_.get(ino);
-  if (n.type != S_IFREG) fail(n.type == S_IFDIR ? EISDIR : EINVAL);
+  if (n.type != S_IFREG) throw_errno(n.type == S_IFDIR ? EISDIR : EINVAL);
   // The cipher dir's own permission check, made on every open: a cached engine proves nothing about this one.
   int acc = flags & O_ACCMODE;
   int mask = (acc == O_RDONLY ? R_OK : acc == O_WRONLY ? W_OK : R_OK | W_OK) | ((flags & O_TRUNC) ? W_OK : 0);
@@ -722,30 +560,23 @@ void Fs::open(uint64_t ino, int flags) {
 
 Entry Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode_t mode, int flags) {
   Named at = resolve(parent, name);
-  bool side = make_name_sidecar(at, (flags & O_EXCL) != 0);
+  const int dfd = at.dirfd->get();
+  layout::EntryUndo undo(log_undo_failure);
+  layout::add_name_sidecar(undo, dfd, at.backing, at.encoded, /*must_be_new=*/(flags & O_EXCL) != 0);
   bool created = true;
-  UniqueFd fd(::openat(at.dirfd->get(), at.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  UniqueFd fd(::openat(dfd, at.backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!fd && errno == EEXIST && !(flags & O_EXCL)) {
     created = false;
-    fd.reset(::openat(at.dirfd->get(), at.backing.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    fd.reset(::openat(dfd, at.backing.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
   }
-  if (!fd) {
-    int err = errno;
-    if (side) remove_name_sidecar(at);
-    fail(err);
-  }
+  if (!fd) throw_errno(errno);
   if (created) {
-    try {
-      own(at, c, mode, false);
-    } catch (...) {
-      ::unlinkat(at.dirfd->get(), at.backing.c_str(), 0);
-      if (side) remove_name_sidecar(at);
-      throw;
-    }
+    undo.created_file(dfd, at.backing);
+    own(at, c, mode, false);
   }
   struct stat st;
-  check(::fstat(fd.get(), &st));
-  if (!S_ISREG(st.st_mode)) fail(EISDIR);
+  check_errno(::fstat(fd.get(), &st));
+  if (!S_ISREG(st.st_mode)) throw_errno(EISDIR);
   auto n = table_.intern(*at.dir, at.backing, st, {}, /*fresh=*/created);
   try {
     std::shared_ptr<ContentFile> cf;
@@ -757,12 +588,13 @@ Entry Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode
     }
     touch_engine(*n);
     if (!created && (flags & O_TRUNC)) cf->truncate(0);
-    check(::fstat(cf->fd(), &st));
+    check_errno(::fstat(cf->fd(), &st));
     plain_attr(*n, st);
   } catch (...) {
     table_.forget(*n, 1);
     throw;
   }
+  undo.dismiss();
   return {table_.fuse_ino(*n), st};
 }
 
@@ -777,11 +609,11 @@ void Fs::write(uint64_t ino, std::span<const uint8_t> data, uint64_t off) {
 void Fs::fsync(uint64_t ino, bool datasync) {
   // Also after the engine that wrote was evicted: the backing file's dirty pages are what fsync must flush.
   auto cf = engine(table_.get(ino), false);
-  check(datasync ? ::fdatasync(cf->fd()) : ::fsync(cf->fd()));
+  check_errno(datasync ? ::fdatasync(cf->fd()) : ::fsync(cf->fd()));
 }
 
 void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
-  if (mode & ~FALLOC_FL_KEEP_SIZE) fail(EOPNOTSUPP);
+  if (mode & ~FALLOC_FL_KEEP_SIZE) throw_errno(EOPNOTSUPP);
   auto engine_ref = engine(table_.get(ino), true);
   ContentFile& cf = *engine_ref;
   uint64_t end = off + len;
@@ -794,7 +626,7 @@ void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
     uint64_t bend = layout.backing_size(end);
     if (::fallocate(cf.fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(bsize), static_cast<off_t>(bend - bsize)) != 0 &&
         errno != EOPNOTSUPP)
-      fail(errno);
+      throw_errno(errno);
     return;
   }
   // Mode 0: real zeros up to the new end, so a later write cannot fail for want of space.
@@ -848,17 +680,17 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
   int openfd = cached ? cached->fd() : -1;
   if (a.mode) {
     if (openfd >= 0)
-      check(::fchmod(openfd, *a.mode & 07777));
+      check_errno(::fchmod(openfd, *a.mode & 07777));
     else
-      check(::chmod(ProcPath(path_fd()).c_str(), *a.mode & 07777));
+      check_errno(::chmod(ProcPath(path_fd()).c_str(), *a.mode & 07777));
   }
   if (a.uid || a.gid) {
     uid_t u = a.uid ? *a.uid : static_cast<uid_t>(-1);
     gid_t g = a.gid ? *a.gid : static_cast<gid_t>(-1);
     if (openfd >= 0)
-      check(::fchown(openfd, u, g));
+      check_errno(::fchown(openfd, u, g));
     else
-      check(::fchownat(path_fd(), "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+      check_errno(::fchownat(path_fd(), "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
   }
   if (a.size) truncate(n, *a.size);
   if (a.atime || a.mtime) {
@@ -866,20 +698,20 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
     tv[0] = a.atime ? *a.atime : timespec{0, UTIME_OMIT};
     tv[1] = a.mtime ? *a.mtime : timespec{0, UTIME_OMIT};
     if (openfd >= 0) {
-      check(::futimens(openfd, tv));
+      check_errno(::futimens(openfd, tv));
     } else if (n.type == S_IFLNK) {
       // A symlink's own times: through its parent, never following it.
       auto [parent, name] = table_.location(n);
-      if (!parent) fail(ENOENT);
+      if (!parent) throw_errno(ENOENT);
       FdPtr pf = table_.fd(*parent);
-      check(::utimensat(pf->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW));
+      check_errno(::utimensat(pf->get(), name.c_str(), tv, AT_SYMLINK_NOFOLLOW));
     } else {
-      check(::utimensat(AT_FDCWD, ProcPath(path_fd()).c_str(), tv, 0));
+      check_errno(::utimensat(AT_FDCWD, ProcPath(path_fd()).c_str(), tv, 0));
     }
   }
   if (cached) {
     struct stat st;
-    check(::fstat(openfd, &st));
+    check_errno(::fstat(openfd, &st));
     plain_attr(n, st);
     return st;
   }
@@ -891,7 +723,7 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
 
 DirHandle* Fs::opendir(uint64_t ino) {
   Inode& n = table_.get(ino);
-  if (n.type != S_IFDIR) fail(ENOTDIR);
+  if (n.type != S_IFDIR) throw_errno(ENOTDIR);
   auto dh = std::make_unique<DirHandle>();
   dh->dir = n.shared_from_this();
   return track(std::move(dh));
@@ -905,14 +737,10 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
   Inode& d = *dh.dir;
   if (!dh.stream) {
     FdPtr f = table_.fd(d);
-    int dfd = ::openat(f->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) fail(errno);
-    dh.stream = ::fdopendir(dfd);
-    if (!dh.stream) {
-      int err = errno;
-      ::close(dfd);
-      fail(err);
-    }
+    UniqueFd listing = layout::open_dir_for_listing(f->get());
+    dh.stream = ::fdopendir(listing.get());
+    if (!dh.stream) throw_errno(errno);
+    listing.release();  // the stream owns it now
     dh.pos = 0;
     dh.pending = nullptr;
   }
@@ -929,7 +757,7 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
       errno = 0;
       dh.pending = ::readdir(dh.stream);
       if (!dh.pending) {
-        if (errno != 0) fail(errno);
+        if (errno != 0) throw_errno(errno);
         return;
       }
     }
@@ -940,19 +768,15 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
     std::optional<std::string> plain;
     if (dot) {
       plain = std::string(b);
-    } else if (NameTransform::is_reserved(b)) {
-      if (NameTransform::is_long_name(b)) {
-        try {
-          auto side = read_small_file(::dirfd(dh.stream), NameTransform::sidecar_for(b), format::kMaxSidecarSize);
-          std::string encoded(side.begin(), side.end());
-          if (NameTransform::long_name_for(encoded) == b) plain = names.decrypt(iv, encoded);
-        } catch (const Error&) {
-        }
-        if (!plain)
-          log(LogLevel::Warning, "directory inode %llu: skipping long name %s without a valid name file",
-              static_cast<unsigned long long>(d.ino), e->d_name);
+    } else if (layout::is_long_name(b)) {
+      try {
+        plain = names.decrypt(iv, layout::read_long_name(::dirfd(dh.stream), b));
+      } catch (const Error&) {
       }
-    } else {
+      if (!plain)
+        log(LogLevel::Warning, "directory inode %llu: skipping long name %s without a valid name file",
+            static_cast<unsigned long long>(d.ino), e->d_name);
+    } else if (!layout::is_reserved(b)) {
       plain = names.decrypt(iv, b);
       if (!plain)
         log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
@@ -981,14 +805,13 @@ void Fs::releasedir(DirHandle* dh) {
 void Fs::fsyncdir(uint64_t ino, bool datasync) {
   Inode& n = table_.get(ino);
   FdPtr f = table_.fd(n);
-  UniqueFd d(::openat(f->get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d) fail(errno);
-  check(datasync ? ::fdatasync(d.get()) : ::fsync(d.get()));
+  UniqueFd d = layout::open_dir_for_listing(f->get());
+  check_errno(datasync ? ::fdatasync(d.get()) : ::fsync(d.get()));
 }
 
 struct statvfs Fs::statfs() {
   struct statvfs s;
-  check(::fstatvfs(vol_->root_fd(), &s));
+  check_errno(::fstatvfs(vol_->root_fd(), &s));
   s.f_namemax = format::kMaxPlainNameSize;
   return s;
 }
@@ -1004,27 +827,27 @@ std::string Fs::xattr_path(Inode& n, FdPtr& hold) {
 void Fs::setxattr(uint64_t ino, const std::string& name, std::span<const uint8_t> value, int flags) {
   Inode& n = table_.get(ino);
   auto bname = vol_->xattrs().encrypt_name(name);
-  if (!bname) fail(EOPNOTSUPP);
+  if (!bname) throw_errno(EOPNOTSUPP);
   auto stored = vol_->xattrs().encrypt_value(*bname, value);
   FdPtr hold;
   std::string path = xattr_path(n, hold);
-  check(::setxattr(path.c_str(), bname->c_str(), stored.data(), stored.size(), flags));
+  check_errno(::setxattr(path.c_str(), bname->c_str(), stored.data(), stored.size(), flags));
 }
 
 std::vector<uint8_t> Fs::getxattr(uint64_t ino, const std::string& name) {
   Inode& n = table_.get(ino);
   auto bname = vol_->xattrs().encrypt_name(name);
-  if (!bname) fail(EOPNOTSUPP);
+  if (!bname) throw_errno(EOPNOTSUPP);
   FdPtr hold;
   std::string path = xattr_path(n, hold);
   std::vector<uint8_t> stored;
   for (;;) {
     ssize_t len = ::getxattr(path.c_str(), bname->c_str(), nullptr, 0);
-    if (len < 0) fail(errno);
+    if (len < 0) throw_errno(errno);
     stored.resize(static_cast<size_t>(len));
     len = ::getxattr(path.c_str(), bname->c_str(), stored.data(), stored.size());
     if (len < 0 && errno == ERANGE) continue;  // grew in between
-    if (len < 0) fail(errno);
+    if (len < 0) throw_errno(errno);
     stored.resize(static_cast<size_t>(len));
     break;
   }
@@ -1032,7 +855,7 @@ std::vector<uint8_t> Fs::getxattr(uint64_t ino, const std::string& name) {
   if (!plain) {
     log(LogLevel::Warning, "inode %llu: xattr %s fails authentication", static_cast<unsigned long long>(n.ino),
         bname->c_str());
-    fail(EIO);
+    throw_errno(EIO);
   }
   return std::move(*plain);
 }
@@ -1044,11 +867,11 @@ std::vector<std::string> Fs::listxattr(uint64_t ino) {
   std::vector<char> buf;
   for (;;) {
     ssize_t len = ::listxattr(path.c_str(), nullptr, 0);
-    if (len < 0) fail(errno);
+    if (len < 0) throw_errno(errno);
     buf.resize(static_cast<size_t>(len));
     len = ::listxattr(path.c_str(), buf.data(), buf.size());
     if (len < 0 && errno == ERANGE) continue;
-    if (len < 0) fail(errno);
+    if (len < 0) throw_errno(errno);
     buf.resize(static_cast<size_t>(len));
     break;
   }
@@ -1056,7 +879,6 @@ std::vector<std::string> Fs::listxattr(uint64_t ino) {
   for (size_t i = 0; i < buf.size();) {
     std::string_view b(buf.data() + i);
     i += b.size() + 1;
-    if (b.substr(0, format::kXattrBackingPrefix.size()) != format::kXattrBackingPrefix) continue;
     if (auto plain = vol_->xattrs().decrypt_name(b)) out.push_back(std::move(*plain));
   }
   return out;
@@ -1065,10 +887,10 @@ std::vector<std::string> Fs::listxattr(uint64_t ino) {
 void Fs::removexattr(uint64_t ino, const std::string& name) {
   Inode& n = table_.get(ino);
   auto bname = vol_->xattrs().encrypt_name(name);
-  if (!bname) fail(EOPNOTSUPP);
+  if (!bname) throw_errno(EOPNOTSUPP);
   FdPtr hold;
   std::string path = xattr_path(n, hold);
-  check(::removexattr(path.c_str(), bname->c_str()));
+  check_errno(::removexattr(path.c_str(), bname->c_str()));
 }
 
 }  // namespace veil::fuse

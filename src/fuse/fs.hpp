@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "fuse/inode_table.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/volume.hpp"
 
 namespace veil::fuse {
@@ -130,7 +131,6 @@ class Fs {
     DirIv iv;
     std::string encoded;
     std::string backing;
-    bool long_name() const { return encoded.size() != backing.size() || encoded != backing; }
   };
   Named resolve(uint64_t parent, const std::string& name);
   DirIv iv_of(Inode& dir);
@@ -138,10 +138,7 @@ class Fs {
   void plain_attr(Inode& n, struct stat& st);
   struct stat stat_of(Inode& n);
   std::string stored_link(Inode& n);
-  std::string stored_link_at(int dirfd, const std::string& backing);
   void own(const Named& at, const Caller& c, mode_t mode, bool is_dir);
-  bool make_name_sidecar(const Named& at, bool must_be_new);
-  void remove_name_sidecar(const Named& at);
   void attach_content(Inode& n, UniqueFd fd, bool writable);
   // The content engine of regular file n, opened on first use (read-write when the backing file allows it;
   // write: must be writable). The kernel sends no OPEN or RELEASE (FUSE "no open" support saves two round
@@ -160,11 +157,6 @@ class Fs {
   bool stat_at_location(Inode& n, struct stat& st);
   void truncate(Inode& n, uint64_t size);
   struct stat setattr_impl(uint64_t ino, const SetAttr& a);
-  // Removes the IV file of an empty directory (so rmdir/rename-over can succeed); returns it for a restore.
-  std::optional<DirIv> strip_dir_iv(int parentfd, const std::string& backing);
-  void restore_dir_iv(int parentfd, const std::string& backing, const DirIv& iv);
-  void ensure_dir_iv_file(int parentfd, const std::string& backing, Inode* n, const DirIv& parent_iv,
-                          const std::string& encoded);
   std::string xattr_path(Inode& n, FdPtr& hold);
 
   // Open directory handles, so that those the kernel never released (a daemon stopped with them open) are freed.
@@ -172,15 +164,12 @@ class Fs {
 
   std::unique_ptr<Volume> vol_;
   InodeTable table_;
-  const bool root_;  // running as root: new entries are chowned to the caller
+  const layout::Access access_;  // as root: new entries are chowned to the caller, modes never stand in the way
   std::mutex handles_mu_;
   std::unordered_set<DirHandle*> open_dirs_;
   std::mutex engines_mu_;                       // after any Inode::mu
   std::list<std::weak_ptr<Inode>> engine_lru_;  // inodes with a cached engine, most recent first
   const size_t engine_cap_;
 };
-
-// Name of the sidecar that holds a long symlink target for the entry `backing`.
-std::string link_sidecar_name(const std::string& backing);
 
 }  // namespace veil::fuse

@@ -3,6 +3,7 @@
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/kdf.hpp"
 #include "veilfs/crypto/random.hpp"
+#include "veilfs/format/constants.hpp"
 
 namespace veil {
 
@@ -34,7 +35,7 @@ std::string LinkCodec::encrypt(std::string_view target) const {
 }
 
 std::optional<std::string> LinkCodec::decrypt(std::string_view stored) const {
-  if (stored.size() > 8192) return std::nullopt;  // no valid target is longer; bound hostile input
+  if (stored.size() > format::kMaxStoredLinkSize) return std::nullopt;  // bound hostile input
   auto sealed = base64url_decode(stored);
   if (!sealed) return std::nullopt;
   auto plain = open(aead_, bytes_of(kLinkAad), *sealed);

@@ -59,17 +59,4 @@ DirIv NameTransform::derive_child_iv(const DirIv& parent, std::string_view encod
   return iv;
 }
 
-std::string NameTransform::long_name_for(std::string_view encoded) {
-  std::array<uint8_t, 32> h{};
-  blake2b(h, {bytes_of(encoded)});
-  return std::string(kLongNamePrefix) + base64url_encode(h);
-}
-
-bool NameTransform::is_long_name(std::string_view b) {
-  return b.size() == kLongNamePrefix.size() + 43 && b.substr(0, kLongNamePrefix.size()) == kLongNamePrefix &&
-         b.find('.', kLongNamePrefix.size()) == std::string_view::npos;
-}
-
-bool NameTransform::is_reserved(std::string_view b) { return b.substr(0, kReservedPrefix.size()) == kReservedPrefix; }
-
 }  // namespace veil

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <memory>
 
-#include "veilfs/crypto/random.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/unique_fd.hpp"
 
@@ -57,7 +56,8 @@ uint64_t file_size(int fd) {
 }
 
 std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t max_size) {
-  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  // O_NONBLOCK: a FIFO dropped in under this name must not hang the reader (it fails the S_ISREG check).
+  UniqueFd fd(::openat(dirfd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
   if (!fd) throw_errno("open " + name);
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) throw_errno("fstat " + name);
@@ -97,8 +97,8 @@ void fsync_dir(int dirfd) {
   if (::fsync(dirfd) != 0 && errno != EINVAL) throw_errno("fsync directory");
 }
 
-void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode) {
-  std::string tmp = name + ".tmp." + random_hex(8);
+void write_file_atomic(int dirfd, const std::string& name, const std::string& tmp, std::span<const uint8_t> data,
+                       mode_t mode) {
   UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!fd) throw_errno("create " + tmp);
   try {

@@ -49,27 +49,27 @@ SecretBytes Volume::create(const std::string& cipherdir, std::span<const uint8_t
   c.slots.push_back(c.make_slot(master, secret, opt.slot_kind, opt.kdf));
   c.seal_params(master);
   Volume v(cipherdir, std::move(root), c, master.clone());
-  write_dir_iv(v.root_fd(), v.root_iv());
-  c.save(v.root_fd());  // last: a directory without a config is not yet a volume
+  layout::write_dir_iv(v.root_fd(), v.root_iv());
+  layout::save_config(v.root_fd(), c);  // last: a directory without a config is not yet a volume
   return master;
 }
 
 std::unique_ptr<Volume> Volume::open(const std::string& cipherdir, std::span<const uint8_t> secret) {
   UniqueFd root = open_dir(cipherdir);
-  auto c = format::VolumeConfig::load(root.get());
+  auto c = layout::load_config(root.get());
   SecretBytes master = c.unlock(secret);
   return std::unique_ptr<Volume>(new Volume(cipherdir, std::move(root), std::move(c), std::move(master)));
 }
 
 std::unique_ptr<Volume> Volume::open_with_master_key(const std::string& cipherdir, const SecretBytes& master) {
   UniqueFd root = open_dir(cipherdir);
-  auto c = format::VolumeConfig::load(root.get());
+  auto c = layout::load_config(root.get());
   c.verify_params(master);
   return std::unique_ptr<Volume>(new Volume(cipherdir, std::move(root), std::move(c), master.clone()));
 }
 
 DirIv Volume::dir_iv(int dirfd, const DirIv* parent_iv, std::string_view encoded_name) const {
-  if (auto iv = read_dir_iv(dirfd)) return *iv;
+  if (auto iv = layout::read_dir_iv(dirfd)) return *iv;
   if (!parent_iv) return root_iv_;
   return names_->derive_child_iv(*parent_iv, encoded_name);
 }

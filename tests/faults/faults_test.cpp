@@ -25,6 +25,7 @@
 
 #include "../common/daemon_harness.hpp"
 #include "fsck/checker.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/volume.hpp"
 
@@ -306,8 +307,8 @@ TEST(Faults, FsckAgreesWithTheMount) {
   const std::string sub_enc = vol->names().encrypt(moved_iv, "sub");
   UniqueFd sub(::openat(moved.get(), sub_enc.c_str(), O_RDONLY | O_DIRECTORY));
   const DirIv sub_iv = vol->dir_iv(sub.get(), &moved_iv, sub_enc);
-  const std::string file = s.cipher + "/" + moved_enc + "/" + sub_enc + "/" +
-                           NameTransform::backing_name(vol->names().encrypt(sub_iv, long_name));
+  const std::string file =
+      s.cipher + "/" + moved_enc + "/" + sub_enc + "/" + layout::backing_name(vol->names().encrypt(sub_iv, long_name));
   {
     std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
     ASSERT_TRUE(f.good()) << "backing file not where the mount's conventions put it";

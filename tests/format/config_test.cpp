@@ -9,6 +9,7 @@
 #include "../content/content_test_util.hpp"
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/kdf.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 
 namespace veil::testing {
 namespace {
@@ -68,8 +69,8 @@ class ConfigTest : public ::testing::Test {
 };
 
 TEST_F(ConfigTest, SaveLoadRoundTripsEveryField) {
-  m_.cfg.save(dirfd_.get());
-  auto c = VolumeConfig::load(dirfd_.get());
+  layout::save_config(dirfd_.get(), m_.cfg);
+  auto c = layout::load_config(dirfd_.get());
   EXPECT_EQ(c.version, format::kFormatVersion);
   EXPECT_EQ(c.volume_id, m_.cfg.volume_id);
   EXPECT_EQ(c.cipher, m_.cfg.cipher);
@@ -163,16 +164,16 @@ TEST_F(ConfigTest, TruncatedConfigIsCorrupt) {
     }
   }
   put_file_bytes(dir_.file("veilfs.conf"), std::vector<uint8_t>(good.begin(), good.begin() + good.size() / 2));
-  EXPECT_EQ(error_kind_of([&] { VolumeConfig::load(dirfd_.get()); }), ErrorKind::Corrupt);
+  EXPECT_EQ(error_kind_of([&] { layout::load_config(dirfd_.get()); }), ErrorKind::Corrupt);
 }
 
 TEST_F(ConfigTest, OversizedConfigFileIsRefusedUnread) {
   put_file_bytes(dir_.file("veilfs.conf"), std::vector<uint8_t>(format::kMaxConfigSize + 1, ' '));
-  EXPECT_EQ(error_kind_of([&] { VolumeConfig::load(dirfd_.get()); }), ErrorKind::Corrupt);
+  EXPECT_EQ(error_kind_of([&] { layout::load_config(dirfd_.get()); }), ErrorKind::Corrupt);
 }
 
 TEST_F(ConfigTest, MissingConfigIsNotFound) {
-  EXPECT_EQ(error_kind_of([&] { VolumeConfig::load(dirfd_.get()); }), ErrorKind::NotFound);
+  EXPECT_EQ(error_kind_of([&] { layout::load_config(dirfd_.get()); }), ErrorKind::NotFound);
 }
 
 TEST_F(ConfigTest, OversizedKdfParametersAreRejectedBeforeAnyWork) {
@@ -235,27 +236,27 @@ TEST_F(ConfigTest, ParamsMacCatchesChangedCipherOrBlockSize) {
 }
 
 TEST_F(ConfigTest, CrashBetweenTempFileAndRenameLeavesOldConfigUsable) {
-  m_.cfg.save(dirfd_.get());
+  layout::save_config(dirfd_.get(), m_.cfg);
   // The state a crash leaves after write_file_atomic wrote (part of) its temp file but before the rename.
   auto next = m_.cfg;
   next.slots.push_back(next.make_slot(m_.master, bytes_of("new one"), format::SlotKind::Passphrase, kArgonTesting));
   std::string text = next.serialize();
   put_file_bytes(dir_.file("veilfs.conf.tmp.0123456789abcdef"),
                  std::vector<uint8_t>(text.begin(), text.begin() + text.size() / 2));
-  auto loaded = VolumeConfig::load(dirfd_.get());
+  auto loaded = layout::load_config(dirfd_.get());
   EXPECT_EQ(loaded.slots.size(), 1u);
   EXPECT_TRUE(loaded.unlock(bytes_of("correct horse")).equals(m_.master.span()));
   EXPECT_EQ(error_kind_of([&] { loaded.unlock(bytes_of("new one")); }), ErrorKind::WrongSecret);
   // The next save goes through, and both secrets then work.
-  next.save(dirfd_.get());
-  auto after = VolumeConfig::load(dirfd_.get());
+  layout::save_config(dirfd_.get(), next);
+  auto after = layout::load_config(dirfd_.get());
   EXPECT_TRUE(after.unlock(bytes_of("new one")).equals(m_.master.span()));
   EXPECT_TRUE(after.unlock(bytes_of("correct horse")).equals(m_.master.span()));
 }
 
 TEST_F(ConfigTest, SaveLeavesNoTempFileBehind) {
-  m_.cfg.save(dirfd_.get());
-  m_.cfg.save(dirfd_.get());
+  layout::save_config(dirfd_.get(), m_.cfg);
+  layout::save_config(dirfd_.get(), m_.cfg);
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(dir_.path())) names.push_back(e.path().filename());
   EXPECT_EQ(names, std::vector<std::string>{"veilfs.conf"});

@@ -15,6 +15,7 @@
 #include "test_volume.hpp"
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/kdf.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 
 // Heap accounting for this test binary only: live bytes and their peak, so that "bounded memory" is measured,
 // not assumed. malloc_usable_size works with glibc's allocator and with ASan's.
@@ -162,7 +163,7 @@ TEST(FsckLimits, DirectoryWithManyEntriesIsCheckedInBoundedMemory) {
   const std::string big = v.mkdir("/big");
   UniqueFd dfd(::open(v.abs(big).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(dfd);
-  const DirIv iv = *read_dir_iv(dfd.get());
+  const DirIv iv = *layout::read_dir_iv(dfd.get());
   // 40,000 names of 150 bytes: 235 encoded characters each, 9.4 MB of names if anything held the listing.
   constexpr int kEntries = 40000;
   for (int i = 0; i < kEntries; ++i) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "fsck/checker.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/volume.hpp"
@@ -84,7 +85,7 @@ class TestVolume {
   // Plain path -> cipher path relative to dir() ("" for the root). Parents must exist.
   std::string cipher_path(const std::string& plain) const {
     Where w = resolve_parent(plain);
-    return join(w.cipher_dir, vol_->names().backing_name(w.encoded));
+    return join(w.cipher_dir, layout::backing_name(w.encoded));
   }
   // Encoded (full) name of the last component of a plain path.
   std::string encoded_name(const std::string& plain) const { return resolve_parent(plain).encoded; }
@@ -94,7 +95,7 @@ class TestVolume {
     std::string backing = place_name(w);
     if (::mkdirat(w.fd.get(), backing.c_str(), 0700) != 0) throw std::runtime_error("mkdirat");
     UniqueFd child(::openat(w.fd.get(), backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    write_dir_iv(child.get(), vol_->names().derive_child_iv(w.iv, w.encoded));
+    layout::write_dir_iv(child.get(), vol_->names().derive_child_iv(w.iv, w.encoded));
     return join(w.cipher_dir, backing);
   }
 
@@ -124,10 +125,11 @@ class TestVolume {
     Where w = resolve_parent(plain);
     std::string backing = place_name(w);
     std::string stored = vol_->links().encrypt(target);
-    if (stored.size() > LinkCodec::kMaxInlineStored) {
+    if (stored.size() > format::kMaxInlineLinkSize) {
       std::string side = std::string(format::kLongLinkPrefix) + backing;
-      write_file_atomic(w.fd.get(), side,
-                        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(stored.data()), stored.size()), 0600);
+      layout::replace_file(w.fd.get(), side,
+                           std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(stored.data()), stored.size()),
+                           0600);
       stored = std::string(format::kLongLinkMarker);
     }
     if (::symlinkat(stored.c_str(), w.fd.get(), backing.c_str()) != 0) throw std::runtime_error("symlinkat");
@@ -169,7 +171,7 @@ class TestVolume {
     if (parts.empty()) throw std::runtime_error("no name in path");
     for (size_t i = 0; i + 1 < parts.size(); ++i) {
       std::string enc = vol_->names().encrypt(w.iv, parts[i]);
-      std::string backing = vol_->names().backing_name(enc);
+      std::string backing = layout::backing_name(enc);
       UniqueFd next(::openat(w.fd.get(), backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!next) throw std::runtime_error("no such directory: " + parts[i]);
       w.iv = vol_->dir_iv(next.get(), &w.iv, enc);
@@ -182,11 +184,11 @@ class TestVolume {
 
   // Writes the long-name sidecar if the name needs one; returns the backing name.
   std::string place_name(const Where& w) const {
-    std::string backing = vol_->names().backing_name(w.encoded);
-    if (NameTransform::needs_long_name(w.encoded))
-      write_file_atomic(w.fd.get(), NameTransform::sidecar_for(backing),
-                        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(w.encoded.data()), w.encoded.size()),
-                        0400);
+    std::string backing = layout::backing_name(w.encoded);
+    if (layout::needs_long_name(w.encoded))
+      layout::replace_file(
+          w.fd.get(), layout::name_sidecar_of(backing),
+          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(w.encoded.data()), w.encoded.size()), 0400);
     return backing;
   }
 

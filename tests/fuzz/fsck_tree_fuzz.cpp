@@ -15,7 +15,7 @@
 
 #include "fsck/checker.hpp"
 #include "fuzz_common.hpp"
-#include "veilfs/names/dir_iv.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/io.hpp"
 
 using namespace veil;
@@ -56,9 +56,8 @@ void add_record(const Volume& vol, int root, uint8_t type, uint8_t variant, std:
       break;
     case 1: {  // a file with a valid name; contents valid (then maybe damaged) or raw
       std::string enc = vol.names().encrypt(iv, plain_name(name));
-      std::string backing = NameTransform::backing_name(enc);
-      if (NameTransform::needs_long_name(enc))
-        fuzz::put_file(root, NameTransform::sidecar_for(backing), fuzz::as_bytes(enc));
+      std::string backing = layout::backing_name(enc);
+      if (layout::needs_long_name(enc)) fuzz::put_file(root, layout::name_sidecar_of(backing), fuzz::as_bytes(enc));
       if (variant & 1) {
         UniqueFd fd(::openat(root, backing.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
         if (!fd) break;
@@ -82,12 +81,12 @@ void add_record(const Volume& vol, int root, uint8_t type, uint8_t variant, std:
       break;
     }
     case 2: {  // a symlink with a valid name; target valid (maybe long, with a sidecar) or raw
-      std::string backing = NameTransform::backing_name(vol.names().encrypt(iv, plain_name(name)));
+      std::string backing = layout::backing_name(vol.names().encrypt(iv, plain_name(name)));
       std::string target;
       if (variant & 1) {
         if (content.empty()) content = "t";
         target = vol.links().encrypt(content.substr(0, 4095));
-        if (target.size() > LinkCodec::kMaxInlineStored) {
+        if (target.size() > format::kMaxInlineLinkSize) {
           fuzz::put_file(root, std::string(format::kLongLinkPrefix) + backing, fuzz::as_bytes(target));
           target = std::string(format::kLongLinkMarker);
         }
@@ -103,13 +102,13 @@ void add_record(const Volume& vol, int root, uint8_t type, uint8_t variant, std:
     }
     case 3: {  // a directory with a valid name; its IV file derived, raw, or missing; one file inside
       std::string enc = vol.names().encrypt(iv, plain_name(name));
-      std::string backing = NameTransform::backing_name(enc);
+      std::string backing = layout::backing_name(enc);
       if (::mkdirat(root, backing.c_str(), 0700) != 0) break;
       UniqueFd d(::openat(root, backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       if (!d) break;
       DirIv child = vol.names().derive_child_iv(iv, enc);
       if ((variant & 3) == 0)
-        write_dir_iv(d.get(), child);
+        layout::write_dir_iv(d.get(), child);
       else if ((variant & 3) == 1)
         fuzz::put_file(d.get(), std::string(format::kDirIvName), bytes);
       std::string inner = vol.names().encrypt(child, "inner");
@@ -118,9 +117,9 @@ void add_record(const Volume& vol, int root, uint8_t type, uint8_t variant, std:
     }
     case 4: {  // a long name whose sidecar is right, raw, or from another name
       std::string enc = vol.names().encrypt(iv, plain_name(std::string(200, 'L') + std::string(name), 255));
-      std::string backing = NameTransform::long_name_for(enc);
+      std::string backing = layout::long_name_for(enc);
       fuzz::put_file(root, backing, {});
-      fuzz::put_file(root, NameTransform::sidecar_for(backing), (variant & 1) ? fuzz::as_bytes(enc) : bytes);
+      fuzz::put_file(root, layout::name_sidecar_of(backing), (variant & 1) ? fuzz::as_bytes(enc) : bytes);
       break;
     }
     case 5: {  // reserved names with raw contents: sidecars (maybe orphaned), IV files, temp leftovers
@@ -140,7 +139,7 @@ void add_record(const Volume& vol, int root, uint8_t type, uint8_t variant, std:
       break;
     }
     default: {  // a FIFO with a valid name: never opened
-      std::string backing = NameTransform::backing_name(vol.names().encrypt(iv, plain_name(name)));
+      std::string backing = layout::backing_name(vol.names().encrypt(iv, plain_name(name)));
       (void)::mkfifoat(root, backing.c_str(), 0600);
       break;
     }

@@ -3,6 +3,7 @@
 #include <cstdint>
 
 #include "fuzz_common.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto& fx = veil::fuzz::fixture();
@@ -11,8 +12,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Anything that decrypts is a valid name that encrypts back to exactly this encoding (SIV is deterministic).
     if (fx.names.encrypt(fx.iv, *plain) != name) __builtin_trap();
   }
-  (void)veil::NameTransform::is_long_name(name);
-  (void)veil::NameTransform::is_reserved(name);
-  (void)veil::NameTransform::backing_name(name);
+  (void)veil::layout::is_long_name(name);
+  (void)veil::layout::is_reserved(name);
+  (void)veil::layout::backing_name(name);
   return 0;
 }

@@ -11,6 +11,7 @@
 #include "fuzz_common.hpp"
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/format/config.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/io.hpp"
 
 using namespace veil;
@@ -103,7 +104,7 @@ int main(int argc, char** argv) {
   // name_decrypt
   seed("name_decrypt", "short", fx.names.encrypt(fx.iv, "report.txt"));
   seed("name_decrypt", "long", fx.names.encrypt(fx.iv, std::string(200, 'n')));
-  seed("name_decrypt", "longname", NameTransform::long_name_for(fx.names.encrypt(fx.iv, std::string(200, 'n'))));
+  seed("name_decrypt", "longname", layout::long_name_for(fx.names.encrypt(fx.iv, std::string(200, 'n'))));
   // link_decrypt
   seed("link_decrypt", "short", fx.links.encrypt("../docs/report.txt"));
   seed("link_decrypt", "long", fx.links.encrypt(std::string(3500, 'p')));

@@ -8,6 +8,7 @@
 
 #include "fsck/checker.hpp"
 #include "fuzz_common.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 
 using namespace veil;
 
@@ -24,16 +25,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;
     }
   }
-  (void)NameTransform::needs_long_name(content);
+  (void)layout::needs_long_name(content);
   (void)vol.names().decrypt(vol.root_iv(), content);
   const int root = vol.root_fd();
   // The entry the sidecar belongs to (by hash), a second entry it does not match, and a long symlink using it.
-  std::string owner = NameTransform::long_name_for(content);
+  std::string owner = layout::long_name_for(content);
   fuzz::put_file(root, owner, {});
-  fuzz::put_file(root, NameTransform::sidecar_for(owner), fuzz::as_bytes(content));
-  std::string other = NameTransform::long_name_for(content + "x");
+  fuzz::put_file(root, layout::name_sidecar_of(owner), fuzz::as_bytes(content));
+  std::string other = layout::long_name_for(content + "x");
   ::mkdirat(root, other.c_str(), 0700);
-  fuzz::put_file(root, NameTransform::sidecar_for(other), fuzz::as_bytes(content));
+  fuzz::put_file(root, layout::name_sidecar_of(other), fuzz::as_bytes(content));
   std::string link = vol.names().encrypt(vol.root_iv(), "link");
   (void)::symlinkat(std::string(format::kLongLinkMarker).c_str(), root, link.c_str());
   fuzz::put_file(root, std::string(format::kLongLinkPrefix) + link, fuzz::as_bytes(content));

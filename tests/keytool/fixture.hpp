@@ -12,6 +12,7 @@
 
 #include "tool_runner.hpp"
 #include "veilfs/format/config.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/util/unique_fd.hpp"
@@ -70,7 +71,7 @@ class KeytoolTest : public ::testing::Test {
 
   format::VolumeConfig load_config() const {
     UniqueFd dir(::open(vol_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    return format::VolumeConfig::load(dir.get());
+    return layout::load_config(dir.get());
   }
   std::string config_text() const {
     UniqueFd dir(::open(vol_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -23,8 +23,8 @@ TEST(LinkCodec, TargetsRoundTripIncluding4095Bytes) {
     EXPECT_EQ(lc.decrypt(stored), t) << t.size();
   }
   // The longest target that still fits inline in a backing symlink, and the first that does not.
-  EXPECT_LE(lc.encrypt(std::string(3031, 'y')).size(), LinkCodec::kMaxInlineStored);
-  EXPECT_GT(lc.encrypt(std::string(3032, 'y')).size(), LinkCodec::kMaxInlineStored);
+  EXPECT_LE(lc.encrypt(std::string(3031, 'y')).size(), format::kMaxInlineLinkSize);
+  EXPECT_GT(lc.encrypt(std::string(3032, 'y')).size(), format::kMaxInlineLinkSize);
 }
 
 TEST(LinkCodec, EncryptionIsRandomised) {

@@ -8,6 +8,7 @@
 
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/random.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 
 namespace veil {
@@ -30,14 +31,14 @@ class NameTransformTest : public ::testing::Test {
     EXPECT_EQ(enc.find('/'), std::string::npos);
     EXPECT_EQ(enc.find('\0'), std::string::npos);
     EXPECT_EQ(enc.find('.'), std::string::npos) << "a '.' could collide with reserved names";
-    EXPECT_FALSE(NameTransform::is_reserved(enc));
+    EXPECT_FALSE(layout::is_reserved(enc));
     EXPECT_EQ(nt_.encrypt(iv_, name), enc) << "encryption must be deterministic per directory";
     auto dec = nt_.decrypt(iv_, enc);
     ASSERT_TRUE(dec.has_value()) << "length " << name.size();
     EXPECT_EQ(*dec, name);
     // The backing name is short enough for any file system, directly or through the long-name form.
-    EXPECT_LE(NameTransform::backing_name(enc).size(), format::kMaxBackingNameSize);
-    EXPECT_LE(NameTransform::sidecar_for(NameTransform::backing_name(enc)).size(), format::kMaxBackingNameSize);
+    EXPECT_LE(layout::backing_name(enc).size(), format::kMaxBackingNameSize);
+    EXPECT_LE(layout::name_sidecar_of(layout::backing_name(enc)).size(), format::kMaxBackingNameSize);
   }
 };
 
@@ -104,8 +105,8 @@ TEST_F(NameTransformTest, LongEncodingsGoUnderAHashedNameWithASidecar) {
   bool saw_short = false, saw_long = false;
   for (size_t len = 100; len <= 255; ++len) {
     std::string enc = nt_.encrypt(iv_, std::string(len, 'L'));
-    std::string backing = NameTransform::backing_name(enc);
-    if (!NameTransform::needs_long_name(enc)) {
+    std::string backing = layout::backing_name(enc);
+    if (!layout::needs_long_name(enc)) {
       saw_short = true;
       EXPECT_EQ(backing, enc);
       EXPECT_LE(enc.size(), 255u);
@@ -113,20 +114,20 @@ TEST_F(NameTransformTest, LongEncodingsGoUnderAHashedNameWithASidecar) {
     }
     saw_long = true;
     EXPECT_GT(enc.size(), 255u);
-    EXPECT_EQ(backing, NameTransform::long_name_for(enc));
-    EXPECT_TRUE(NameTransform::is_long_name(backing));
-    EXPECT_TRUE(NameTransform::is_reserved(backing));
+    EXPECT_EQ(backing, layout::long_name_for(enc));
+    EXPECT_TRUE(layout::is_long_name(backing));
+    EXPECT_TRUE(layout::is_reserved(backing));
     EXPECT_EQ(backing.rfind(format::kLongNamePrefix, 0), 0u);
     EXPECT_LE(backing.size(), 255u);
-    std::string sidecar = NameTransform::sidecar_for(backing);
+    std::string sidecar = layout::name_sidecar_of(backing);
     EXPECT_EQ(sidecar, backing + ".name");
-    EXPECT_FALSE(NameTransform::is_long_name(sidecar)) << "a sidecar is not itself a long-name entry";
-    EXPECT_TRUE(NameTransform::is_reserved(sidecar));
+    EXPECT_FALSE(layout::is_long_name(sidecar)) << "a sidecar is not itself a long-name entry";
+    EXPECT_TRUE(layout::is_reserved(sidecar));
     // The full encoded name decrypts as usual; it is only stored elsewhere.
     EXPECT_EQ(nt_.decrypt(iv_, enc), std::string(len, 'L'));
     // Hashing is deterministic and distinct per name.
-    EXPECT_EQ(NameTransform::long_name_for(enc), backing);
-    EXPECT_NE(NameTransform::long_name_for(nt_.encrypt(random_iv(), std::string(len, 'L'))), backing);
+    EXPECT_EQ(layout::long_name_for(enc), backing);
+    EXPECT_NE(layout::long_name_for(nt_.encrypt(random_iv(), std::string(len, 'L'))), backing);
   }
   EXPECT_TRUE(saw_short && saw_long);
   // The decryptor bounds its input: an encoding far beyond any valid name is refused without work.
@@ -134,17 +135,17 @@ TEST_F(NameTransformTest, LongEncodingsGoUnderAHashedNameWithASidecar) {
 }
 
 TEST_F(NameTransformTest, ReservedNamesAreNeverDecryptedIntoThePlainView) {
-  for (std::string r : {std::string(format::kConfigName), std::string(format::kDirIvName),
-                        NameTransform::long_name_for(std::string(300, 'A')),
-                        NameTransform::sidecar_for(NameTransform::long_name_for(std::string(300, 'A'))),
-                        std::string(format::kLongLinkPrefix) + "abc", std::string(format::kLongLinkMarker),
-                        std::string("veilfs.conf.tmp.0011223344556677"), std::string(".."), std::string(".")}) {
+  for (std::string r :
+       {std::string(format::kConfigName), std::string(format::kDirIvName), layout::long_name_for(std::string(300, 'A')),
+        layout::name_sidecar_of(layout::long_name_for(std::string(300, 'A'))),
+        std::string(format::kLongLinkPrefix) + "abc", std::string(format::kLongLinkMarker),
+        std::string("veilfs.conf.tmp.0011223344556677"), std::string(".."), std::string(".")}) {
     EXPECT_EQ(nt_.decrypt(iv_, r), std::nullopt) << r;
   }
-  EXPECT_TRUE(NameTransform::is_reserved("veilfs.conf"));
-  EXPECT_TRUE(NameTransform::is_reserved("veilfs.diriv"));
-  EXPECT_FALSE(NameTransform::is_long_name("veilfs.longname.short"));
-  EXPECT_FALSE(NameTransform::is_long_name(std::string(format::kLongNamePrefix) + std::string(42, 'a') + ".x"));
+  EXPECT_TRUE(layout::is_reserved("veilfs.conf"));
+  EXPECT_TRUE(layout::is_reserved("veilfs.diriv"));
+  EXPECT_FALSE(layout::is_long_name("veilfs.longname.short"));
+  EXPECT_FALSE(layout::is_long_name(std::string(format::kLongNamePrefix) + std::string(42, 'a') + ".x"));
 }
 
 TEST_F(NameTransformTest, NameMovedToAnotherDirectoryFailsToDecrypt) {

@@ -15,7 +15,7 @@
 
 #include "stress_util.hpp"
 #include "veilfs/crypto/encoding.hpp"
-#include "veilfs/names/dir_iv.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/unique_fd.hpp"
 
@@ -84,16 +84,16 @@ void build(BigDir& b) {
   UniqueFd dfd(::openat(root_fd.get(), b.dir_backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   ASSERT_TRUE(dfd);
   b.iv = vol->names().derive_child_iv(vol->root_iv(), b.dir_backing);  // as the daemon's mkdir does
-  write_dir_iv(dfd.get(), b.iv);
+  layout::write_dir_iv(dfd.get(), b.iv);
 
   // Two threads (the machine has two cores): encrypt a name, create the empty file.
   std::atomic<int> failed_errno{0};
   auto work = [&](size_t first, size_t step) {
     for (size_t i = first; i < kEntries && failed_errno == 0; i += step) {
       const std::string enc = vol->names().encrypt(b.iv, plain_name(i));
-      const std::string backing = NameTransform::backing_name(enc);
+      const std::string backing = layout::backing_name(enc);
       if (backing != enc) {
-        UniqueFd side(::openat(dfd.get(), NameTransform::sidecar_for(backing).c_str(),
+        UniqueFd side(::openat(dfd.get(), layout::name_sidecar_of(backing).c_str(),
                                O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
         if (!side || ::write(side.get(), enc.data(), enc.size()) != static_cast<ssize_t>(enc.size())) {
           failed_errno = errno ? errno : EIO;

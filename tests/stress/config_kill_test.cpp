@@ -21,6 +21,7 @@
 #include "fsck/checker.hpp"
 #include "stress_util.hpp"
 #include "veilfs/format/config.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/unique_fd.hpp"
 
@@ -185,7 +186,7 @@ Outcome implied_outcome(const KeyRun& r) {
 format::VolumeConfig load_config(const std::string& cipher) {
   UniqueFd d(::open(cipher.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!d) throw std::runtime_error("open cipher dir");
-  return format::VolumeConfig::load(d.get());  // throws Corrupt for a torn or half-written config
+  return layout::load_config(d.get());  // throws Corrupt for a torn or half-written config
 }
 
 // The master key that pass opens, or nullopt if it opens no slot; the slot id through *slot.

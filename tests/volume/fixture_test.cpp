@@ -13,6 +13,7 @@
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/kdf.hpp"
 #include "veilfs/crypto/sodium.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/volume.hpp"
 
 namespace veil::testing {
@@ -89,16 +90,16 @@ void walk(const Volume& v, int dirfd, const DirIv& iv, const std::string& prefix
     if (name.rfind(format::kLongLinkPrefix, 0) == 0) continue;  // a long symlink's target, read with the link
     if (name.size() > format::kLongNameSuffix.size() &&
         name.compare(name.size() - format::kLongNameSuffix.size(), std::string::npos, format::kLongNameSuffix) == 0 &&
-        NameTransform::is_long_name(name.substr(0, name.size() - format::kLongNameSuffix.size())))
+        layout::is_long_name(name.substr(0, name.size() - format::kLongNameSuffix.size())))
       continue;  // a sidecar, read with its entry
     std::string encoded = name;
-    if (NameTransform::is_long_name(name)) {
-      auto side = read_small_file(dirfd, NameTransform::sidecar_for(name), format::kMaxSidecarSize);
+    if (layout::is_long_name(name)) {
+      auto side = read_small_file(dirfd, layout::name_sidecar_of(name), format::kMaxSidecarSize);
       encoded.assign(side.begin(), side.end());
-      ASSERT_EQ(NameTransform::long_name_for(encoded), name) << "sidecar does not match its long name";
-      ASSERT_TRUE(NameTransform::needs_long_name(encoded));
+      ASSERT_EQ(layout::long_name_for(encoded), name) << "sidecar does not match its long name";
+      ASSERT_TRUE(layout::needs_long_name(encoded));
     } else {
-      ASSERT_FALSE(NameTransform::is_reserved(name)) << "unexpected reserved name in the cipher dir";
+      ASSERT_FALSE(layout::is_reserved(name)) << "unexpected reserved name in the cipher dir";
     }
     auto plain = v.names().decrypt(iv, encoded);
     ASSERT_TRUE(plain.has_value()) << "name does not decrypt";
@@ -108,7 +109,7 @@ void walk(const Volume& v, int dirfd, const DirIv& iv, const std::string& prefix
     if (S_ISDIR(st.st_mode)) {
       UniqueFd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
       ASSERT_TRUE(sub);
-      auto stored = read_dir_iv(sub.get());
+      auto stored = layout::read_dir_iv(sub.get());
       ASSERT_TRUE(stored.has_value()) << "fixture directories keep their IV file";
       EXPECT_EQ(*stored, v.names().derive_child_iv(iv, encoded)) << "IV is the derived one";
       EXPECT_EQ(v.dir_iv(sub.get(), &iv, encoded), *stored);
@@ -158,7 +159,7 @@ TEST_P(FixtureV1, OpensWithItsPassphraseAndReadsEveryEntryExactly) {
   EXPECT_EQ(v->config().version, 1u);
   EXPECT_EQ(v->config().cipher, GetParam());
   EXPECT_EQ(v->config().block_size, 4096u);
-  EXPECT_EQ(read_dir_iv(v->root_fd()), v->root_iv());
+  EXPECT_EQ(layout::read_dir_iv(v->root_fd()), v->root_iv());
   Tree got;
   walk(*v, v->root_fd(), v->root_iv(), "", got);
   EXPECT_EQ(format_manifest(got), format_manifest(expect));
@@ -187,9 +188,9 @@ void make_fixture(const std::string& out, CipherId cipher) {
   auto add_file = [&](int dirfd, const DirIv& iv, const std::string& prefix, const std::string& plain,
                       const std::vector<std::pair<uint64_t, std::vector<uint8_t>>>& writes) {
     std::string enc = v->names().encrypt(iv, plain);
-    std::string backing = NameTransform::backing_name(enc);
-    if (NameTransform::needs_long_name(enc))
-      write_file_atomic(dirfd, NameTransform::sidecar_for(backing), bytes_of(enc), 0444);
+    std::string backing = layout::backing_name(enc);
+    if (layout::needs_long_name(enc))
+      layout::replace_file(dirfd, layout::name_sidecar_of(backing), bytes_of(enc), 0444);
     UniqueFd fd(::openat(dirfd, backing.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     ASSERT_TRUE(fd);
     ContentFile f(v->content(), std::move(fd), "fixture");
@@ -203,20 +204,20 @@ void make_fixture(const std::string& out, CipherId cipher) {
   };
   auto add_dir = [&](int dirfd, const DirIv& iv, const std::string& prefix, const std::string& plain) {
     std::string enc = v->names().encrypt(iv, plain);
-    std::string backing = NameTransform::backing_name(enc);
+    std::string backing = layout::backing_name(enc);
     EXPECT_EQ(::mkdirat(dirfd, backing.c_str(), 0755), 0);
     UniqueFd sub(::openat(dirfd, backing.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     DirIv child = v->names().derive_child_iv(iv, enc);
-    write_dir_iv(sub.get(), child);
+    layout::write_dir_iv(sub.get(), child);
     manifest[prefix + "/" + plain] = Entry{"dir", 0, "-"};
     return std::make_pair(std::move(sub), child);
   };
   auto add_link = [&](int dirfd, const DirIv& iv, const std::string& prefix, const std::string& plain,
                       const std::string& target) {
-    std::string backing = NameTransform::backing_name(v->names().encrypt(iv, plain));
+    std::string backing = layout::backing_name(v->names().encrypt(iv, plain));
     std::string stored = v->links().encrypt(target);
-    if (stored.size() > LinkCodec::kMaxInlineStored) {
-      write_file_atomic(dirfd, std::string(format::kLongLinkPrefix) + backing, bytes_of(stored), 0444);
+    if (stored.size() > format::kMaxInlineLinkSize) {
+      layout::replace_file(dirfd, std::string(format::kLongLinkPrefix) + backing, bytes_of(stored), 0444);
       stored = format::kLongLinkMarker;
     }
     EXPECT_EQ(::symlinkat(stored.c_str(), dirfd, backing.c_str()), 0);

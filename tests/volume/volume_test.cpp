@@ -4,6 +4,7 @@
 #include <fcntl.h>
 
 #include "../content/content_test_util.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 
 namespace veil::testing {
 namespace {
@@ -24,7 +25,7 @@ TEST(Volume, CreateThenOpenWithTheSamePassphrase) {
   auto v = Volume::open(d.path(), bytes_of("pw"));
   EXPECT_TRUE(v->master_key().equals(master.span()));
   EXPECT_EQ(v->config().cipher, CipherId::XChaCha20Poly1305);
-  EXPECT_EQ(read_dir_iv(v->root_fd()), v->root_iv());
+  EXPECT_EQ(layout::read_dir_iv(v->root_fd()), v->root_iv());
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(d.path())) names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
@@ -83,7 +84,7 @@ TEST(Volume, DirIvFallsBackToDerivationWhenTheFileIsMissing) {
   EXPECT_EQ(v->dir_iv(sub.get(), &v->root_iv(), enc), v->names().derive_child_iv(v->root_iv(), enc));
   DirIv stored;
   random_fill(stored);
-  write_dir_iv(sub.get(), stored);  // a stored IV (e.g. kept across a rename) wins over derivation
+  layout::write_dir_iv(sub.get(), stored);  // a stored IV (e.g. kept across a rename) wins over derivation
   EXPECT_EQ(v->dir_iv(sub.get(), &v->root_iv(), enc), stored);
 }
 

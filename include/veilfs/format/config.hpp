@@ -51,9 +51,6 @@ struct VolumeConfig {
   static VolumeConfig parse(std::span<const uint8_t> bytes);
   std::string serialize() const;  // canonical JSON including the checksum
 
-  static VolumeConfig load(int dirfd);  // reads kConfigName
-  void save(int dirfd) const;           // atomic: temp, fsync, rename, fsync dir
-
   // Key slots. A secret is a passphrase or the bytes of a key file.
   SecretBytes unlock(std::span<const uint8_t> secret, std::optional<uint32_t>* opened_slot = nullptr) const;
   std::optional<SecretBytes> try_slot(const KeySlot& slot, std::span<const uint8_t> secret) const;

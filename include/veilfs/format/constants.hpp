@@ -39,7 +39,11 @@ constexpr size_t kNameTagSize = 16;     // SIV tag of an encrypted name
 constexpr size_t kNamePadQuantum = 16;  // names are padded to hide their exact length
 constexpr size_t kMaxPlainNameSize = 255;
 constexpr size_t kMaxBackingNameSize = 255;
-constexpr size_t kMaxSidecarSize = 1024;  // a longer sidecar is hostile; read no further
+constexpr size_t kMaxSidecarSize = 1024;  // a longer name sidecar is hostile; read no further
+// Symlink targets: an encrypted target longer than fits in a backing symlink goes to a sidecar; an encrypted
+// PATH_MAX target is ~5.5 KiB, so a longer stored target is hostile.
+constexpr size_t kMaxInlineLinkSize = 4095;
+constexpr size_t kMaxStoredLinkSize = 8192;
 constexpr size_t kMaxConfigSize = 64 * 1024;
 constexpr size_t kMaxKeySlots = 32;
 constexpr size_t kMasterKeySize = 32;

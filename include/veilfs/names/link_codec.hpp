@@ -24,8 +24,6 @@ class LinkCodec {
   explicit LinkCodec(const SecretBytes& link_key);
   std::string encrypt(std::string_view target) const;
   std::optional<std::string> decrypt(std::string_view stored) const;
-  // Longest encrypted target that still fits in a backing symlink; longer ones go to a sidecar file.
-  static constexpr size_t kMaxInlineStored = 4095;
 
  private:
   Aead aead_;

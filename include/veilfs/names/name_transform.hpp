@@ -7,8 +7,8 @@
 //
 // Equal names in one directory encrypt equally (lookups need no listing); in different directories they
 // differ, and a name moved to another directory fails to authenticate there.
-// An encoded name longer than 255 bytes is stored as "veilfs.longname.<base64url(BLAKE2b-256(encoded))>"
-// with a sidecar "<that>.name" holding the encoded name.
+// How an encoded name is stored in the cipher dir (long names, sidecars) is the layout's business
+// (veilfs/layout/cipher_dir.hpp).
 #pragma once
 
 #include <array>
@@ -38,17 +38,6 @@ class NameTransform {
   DirIv derive_child_iv(const DirIv& parent, std::string_view encoded_name) const;
 
   static void validate_plain_name(std::string_view plain);
-  static bool needs_long_name(std::string_view encoded) { return encoded.size() > format::kMaxBackingNameSize; }
-  static std::string long_name_for(std::string_view encoded);
-  static std::string sidecar_for(std::string_view long_name) {
-    return std::string(long_name) + std::string(format::kLongNameSuffix);
-  }
-  // Backing name under which the encoded name is stored (itself, or its hashed long name).
-  static std::string backing_name(std::string_view encoded) {
-    return needs_long_name(encoded) ? long_name_for(encoded) : std::string(encoded);
-  }
-  static bool is_long_name(std::string_view backing);  // veilfs.longname.<hash>, not the sidecar
-  static bool is_reserved(std::string_view backing);   // anything veilfs keeps for itself
 
  private:
   Siv siv_;

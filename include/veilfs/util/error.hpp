@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cerrno>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -33,8 +34,15 @@ class Error : public std::runtime_error {
   int errno_;
 };
 
+// The one way to throw a failed system call's errno: "what: <strerror>" (what never holds a plaintext name).
 [[noreturn]] inline void throw_errno(const std::string& what, int err = errno) {
-  throw Error(ErrorKind::Io, err, what + ": " + std::to_string(err));
+  throw Error(ErrorKind::Io, err, what + ": " + std::strerror(err));
+}
+// Where the errno itself is the whole message (the FUSE operations: it becomes the reply).
+[[noreturn]] inline void throw_errno(int err) { throw Error(ErrorKind::Io, err, std::strerror(err)); }
+// A system call's return value: throws its errno when it failed (rc < 0).
+inline void check_errno(long rc) {
+  if (rc < 0) throw_errno(errno);
 }
 [[noreturn]] inline void throw_auth(const std::string& what) { throw Error(ErrorKind::Auth, EIO, what); }
 [[noreturn]] inline void throw_corrupt(const std::string& what) { throw Error(ErrorKind::Corrupt, EIO, what); }

@@ -21,8 +21,10 @@ uint64_t file_size(int fd);
 
 // Reads a whole small file relative to dirfd, refusing anything larger than max_size (hostile input).
 std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t max_size);
-// Atomic replace: write dir/name.tmp.<random>, fsync, rename over name, fsync the directory.
-void write_file_atomic(int dirfd, const std::string& name, std::span<const uint8_t> data, mode_t mode);
+// Atomic replace: write dir/temp, fsync, rename over name, fsync the directory. (The cipher dir's own files are
+// replaced through layout::replace_file, which names the temp file.)
+void write_file_atomic(int dirfd, const std::string& name, const std::string& temp, std::span<const uint8_t> data,
+                       mode_t mode);
 void fsync_dir(int dirfd);
 // Calls fn(name) for each entry of the directory except "." and ".." until fn returns false
 // (dirfd itself is left untouched: the listing uses a duplicate).

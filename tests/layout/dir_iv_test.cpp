@@ -1,11 +1,10 @@
 // The per-directory IV file: written atomically, read back, missing -> nullopt, wrong size -> Corrupt.
-#include "veilfs/names/dir_iv.hpp"
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
 #include "../content/content_test_util.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 
 namespace veil::testing {
 namespace {
@@ -30,25 +29,25 @@ class DirIvFile : public ::testing::Test {
 TEST_F(DirIvFile, WrittenIvReadsBackAndLeavesNoTempFile) {
   DirIv iv;
   random_fill(iv);
-  write_dir_iv(fd_.get(), iv);
-  EXPECT_EQ(read_dir_iv(fd_.get()), iv);
+  layout::write_dir_iv(fd_.get(), iv);
+  EXPECT_EQ(layout::read_dir_iv(fd_.get()), iv);
   EXPECT_EQ(entries(dir_.path()), std::vector<std::string>{std::string(format::kDirIvName)});
   EXPECT_EQ(file_bytes(dir_.file(std::string(format::kDirIvName))).size(), format::kDirIvSize);
 }
 
-TEST_F(DirIvFile, MissingFileIsNullopt) { EXPECT_EQ(read_dir_iv(fd_.get()), std::nullopt); }
+TEST_F(DirIvFile, MissingFileIsNullopt) { EXPECT_EQ(layout::read_dir_iv(fd_.get()), std::nullopt); }
 
 TEST_F(DirIvFile, WrongSizeIsCorrupt) {
   for (size_t n : {size_t{0}, size_t{15}, size_t{17}, size_t{4096}}) {
     SCOPED_TRACE(n);
     put_file_bytes(dir_.file(std::string(format::kDirIvName)), std::vector<uint8_t>(n, 7));
-    EXPECT_EQ(error_kind_of([&] { read_dir_iv(fd_.get()); }), ErrorKind::Corrupt);
+    EXPECT_EQ(error_kind_of([&] { layout::read_dir_iv(fd_.get()); }), ErrorKind::Corrupt);
   }
 }
 
 TEST_F(DirIvFile, ADirectoryInPlaceOfTheIvFileIsCorrupt) {
   ASSERT_EQ(::mkdir(dir_.file(std::string(format::kDirIvName)).c_str(), 0700), 0);
-  auto kind = error_kind_of([&] { read_dir_iv(fd_.get()); });
+  auto kind = error_kind_of([&] { layout::read_dir_iv(fd_.get()); });
   EXPECT_TRUE(kind == ErrorKind::Corrupt || kind == ErrorKind::Io);
 }
 
@@ -56,12 +55,12 @@ TEST_F(DirIvFile, RewriteReplacesAtomically) {
   DirIv a, b;
   random_fill(a);
   random_fill(b);
-  write_dir_iv(fd_.get(), a);
+  layout::write_dir_iv(fd_.get(), a);
   // A leftover temp file from an interrupted replace does not disturb reading or the next write.
   put_file_bytes(dir_.file(std::string(format::kDirIvName) + ".tmp.00112233aabbccdd"), {1, 2, 3});
-  EXPECT_EQ(read_dir_iv(fd_.get()), a);
-  write_dir_iv(fd_.get(), b);
-  EXPECT_EQ(read_dir_iv(fd_.get()), b);
+  EXPECT_EQ(layout::read_dir_iv(fd_.get()), a);
+  layout::write_dir_iv(fd_.get(), b);
+  EXPECT_EQ(layout::read_dir_iv(fd_.get()), b);
 }
 
 }  // namespace
