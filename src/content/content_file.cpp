@@ -75,20 +75,29 @@ const ContentFile::FileKey& ContentFile::key_locked(uint64_t backing) {
   if (!key_) {
     // A damaged header is tampering with the file like any other: report it as an authentication failure
     // (EIO), as a flipped file-ID bit would be, so callers see one kind of error for one kind of damage.
-    auto bad = [&] { throw_auth("file header of " + (label_.empty() ? "a file" : label_) + " is damaged"); };
-    if (backing < kFileHeaderSize) bad();
-    uint8_t buf[kFileHeaderSize];
-    if (pread_full(fd_.get(), buf, 0) != kFileHeaderSize) bad();
-    std::optional<format::FileHeader> h;
-    try {
-      h = format::FileHeader::parse(buf);
-    } catch (const Error& e) {
-      if (e.kind() != ErrorKind::Corrupt) throw;
-      bad();
-    }
+    auto h = read_header(backing);
+    if (!h) throw_auth("file header of " + (label_.empty() ? "a file" : label_) + " is damaged");
     key_ = std::make_unique<FileKey>(FileKey{*h, cipher_->file_aead(h->id)});
   }
   return *key_;
+}
+
+std::optional<format::FileHeader> ContentFile::read_header(uint64_t backing, VerifyResult::Header* fault,
+                                                           std::string* why) const {
+  auto bad = [&](VerifyResult::Header f) {
+    if (fault) *fault = f;
+    return std::nullopt;
+  };
+  if (backing < kFileHeaderSize) return bad(VerifyResult::Header::Short);
+  uint8_t buf[kFileHeaderSize];
+  if (pread_full(fd_.get(), buf, 0) != kFileHeaderSize) return bad(VerifyResult::Header::Unreadable);
+  try {
+    return format::FileHeader::parse(buf);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::Corrupt) throw;
+    if (why) *why = e.what();
+    return bad(VerifyResult::Header::Invalid);
+  }
 }
 
 const ContentFile::FileKey& ContentFile::new_key_locked() {
@@ -130,7 +139,7 @@ void ContentFile::encrypt_slot(const FileKey& k, uint64_t index, uint64_t hole_b
                  BlockLayout::aad(k.header.id, index, hole_before, final));
 }
 
-uint64_t ContentFile::verified_hole_start(const FileKey& k, uint64_t index, uint64_t nblocks, uint64_t* claimer) {
+uint64_t ContentFile::verified_hole_start(const FileKey& k, uint64_t index, uint64_t nblocks, uint64_t* claimer) const {
   const size_t slot = layout_.slot_size();
   constexpr uint64_t kBatch = 64;
   std::vector<uint8_t> buf(kBatch * slot);
@@ -468,23 +477,164 @@ void ContentFile::truncate(uint64_t new_size) {
   step_done("prev-unfinal");
 }
 
-std::optional<uint64_t> ContentFile::first_bad_block() {
+std::optional<uint64_t> VerifyResult::first_bad_block() const {
+  if (header != Header::Ok || header_only()) return 0;
+  if (last_slot_too_short) return blocks - 1;
+  if (!bad_ranges.empty()) return bad_ranges.front().first;
+  return std::nullopt;
+}
+
+std::optional<uint64_t> ContentFile::first_bad_block() const {
+  VerifyOptions opt;
+  opt.max_ranges = 1;
+  return verify(opt).first_bad_block();
+}
+
+VerifyResult ContentFile::verify(const VerifyOptions& opt) const {
   std::shared_lock lk(rw_);
+  VerifyResult r;
   const uint64_t backing = backing_size();
-  if (backing == 0) return std::nullopt;
+  r.backing_size = backing;
+  if (backing == 0) return r;  // an empty file has no header
+  const auto header = read_header(backing, &r.header, &r.header_error);
+  if (!header) return r;
   const uint64_t nb = layout_.block_count(backing);
+  r.blocks = nb;
   // A header without blocks reads as empty (it is also what a first write at an offset leaves if interrupted
   // after the header), but written data may be missing: fsck reports it (docs/FORMAT.md, open question 11).
-  if (nb == 0) return 0;
-  for (uint64_t i = 0; i < nb; ++i) {
+  if (nb == 0) return r;
+  r.last_slot_size = backing - layout_.slot_offset(nb - 1);
+  if (r.last_slot_size <= layout_.overhead()) {
+    // read() refuses any read up to the end before looking at a block (see there): nothing else to learn.
+    r.last_slot_too_short = true;
+    return r;
+  }
+  // The key of the header as it is on disk now, not a cached one: verification must not trust earlier reads.
+  const FileKey k{*header, cipher_->file_aead(header->id)};
+
+  const uint64_t B = layout_.block_size();
+  const size_t slot = layout_.slot_size();
+  const size_t max_ranges = std::max<size_t>(1, opt.max_ranges);
+  auto damage = [](const Error& e) { return e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Corrupt; };
+  auto mark_bad = [&](uint64_t a, uint64_t b) {  // blocks [a, b], called in ascending order
+    r.bad_blocks += b - a + 1;
+    if (!r.bad_ranges.empty() && r.bad_ranges.back().second + 1 == a)
+      r.bad_ranges.back().second = b;
+    else if (r.bad_ranges.size() < max_ranges)
+      r.bad_ranges.emplace_back(a, b);
+    else
+      r.more_ranges = true;
+  };
+  auto progress = [&](uint64_t bytes) {
+    if (opt.on_progress) opt.on_progress(bytes);
+  };
+  // Blocks [a, b) are whole all-zero slots, so they share one claimer (the next data slot after them), whose
+  // claim covers a suffix of them or none: one hole check at b - 1 says where the good suffix starts.
+  auto zero_run = [&](uint64_t a, uint64_t b) {
+    uint64_t start = 0;
     try {
-      load_block(key_locked(backing), i, nb);
+      start = verified_hole_start(k, b - 1, nb);
     } catch (const Error& e) {
-      if (e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Corrupt) return i;
-      throw;
+      if (!damage(e)) throw;
+      mark_bad(a, b - 1);
+      return;
+    }
+    if (start > a) mark_bad(a, start - 1);
+  };
+
+  // Blocks [first, first + count): read into one buffer and classified, data slots decrypted on several cores
+  // (as read() does). judge() then marks the bad ones, checking each run of zero slots once, in order.
+  enum : uint8_t { kGood, kBad, kZero };
+  const uint64_t per_chunk = std::max<uint64_t>(1, opt.chunk_bytes / B);
+  RawBuffer cbuf(static_cast<size_t>(per_chunk) * slot);
+  std::vector<uint8_t> state(per_chunk);
+  auto classify = [&](uint64_t first, uint64_t count) {
+    const uint64_t from = layout_.slot_offset(first);
+    const size_t len = static_cast<size_t>(std::min<uint64_t>(count * slot, backing - from));
+    const size_t got = pread_full(fd_.get(), cbuf.span(0, len), from);
+    parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
+      std::vector<uint8_t> plain(B);
+      for (size_t c = cb; c < ce; ++c) {
+        const uint64_t i = first + c;
+        const size_t sb = std::min(c * slot, got);
+        const auto s = std::span<const uint8_t>(cbuf.data.get() + sb, std::min(slot, got - sb));
+        if (s.size() == slot && slot_is_zero(s)) {
+          state[c] = kZero;
+          continue;
+        }
+        try {
+          decrypt_slot(k, i, i + 1 == nb, s, plain, nullptr);
+          state[c] = kGood;
+        } catch (const Error& e) {
+          if (!damage(e)) throw;
+          state[c] = kBad;
+        }
+      }
+    });
+  };
+  auto judge = [&](uint64_t first, uint64_t count) {
+    for (uint64_t c = 0; c < count;) {
+      if (state[c] == kZero) {
+        uint64_t e = c + 1;
+        while (e < count && state[e] == kZero) ++e;
+        zero_run(first + c, first + e);
+        c = e;
+      } else {
+        if (state[c] == kBad) mark_bad(first + c, first + c);
+        ++c;
+      }
+    }
+  };
+
+  for (uint64_t i = 0; i < nb;) {
+    // An unallocated stretch is one hole run: checking its first block authenticates all of it (the data block
+    // that claims the run is checked then), so a 10 GiB sparse file costs no 10 GiB of reads.
+    const off_t so = static_cast<off_t>(layout_.slot_offset(i));
+    const off_t data = ::lseek(fd_.get(), so, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {
+      // Nothing but zeros from here on: if slot i is not vouched for, no data block can claim the rest either.
+      const uint64_t before = r.bad_blocks;
+      classify(i, 1);
+      judge(i, 1);
+      if (r.bad_blocks > before && i + 1 < nb) mark_bad(i + 1, nb - 1);
+      break;
+    }
+    if (data > so) {
+      // Slots i+1 .. j-1 lie wholly in the unallocated range: zeros, in the same run as slot i (which does too
+      // unless data starts inside it, and then j is i + 1).
+      const uint64_t j = std::max(i + 1, std::min((static_cast<uint64_t>(data) - kFileHeaderSize) / slot, nb));
+      classify(i, 1);
+      if (state[0] == kZero) {
+        zero_run(i, j);
+      } else {
+        if (state[0] == kBad) mark_bad(i, i);
+        if (j > i + 1) zero_run(i + 1, j);
+      }
+      progress((j - i) * B);
+      i = j;
+      continue;
+    }
+    const uint64_t count = std::min(per_chunk, nb - i);
+    classify(i, count);
+    judge(i, count);
+    progress(count * B);
+    i += count;
+  }
+
+  // A block-aligned cut leaves a last block that authenticates as "not final": name it for what it is.
+  if (r.bad_blocks == 1 && r.bad_ranges.front().first == nb - 1 && r.last_slot_size == slot) {
+    std::vector<uint8_t> s(slot), plain(B);
+    if (pread_full(fd_.get(), s, layout_.slot_offset(nb - 1)) == slot) {
+      try {
+        // As a middle block: the final=false associated data is tried first (final=true already failed).
+        decrypt_slot(k, nb - 1, /*last=*/false, s, plain, nullptr);
+        r.cut_at_block_boundary = true;
+      } catch (const Error& e) {
+        if (!damage(e)) throw;
+      }
     }
   }
-  return std::nullopt;
+  return r;
 }
 
 }  // namespace veil

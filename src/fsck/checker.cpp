@@ -20,8 +20,6 @@
 
 namespace veil::fsck {
 
-using format::kFileHeaderSize;
-
 namespace {
 
 constexpr size_t kVerifyChunk = size_t{1} << 20;  // plaintext bytes verified per read
@@ -37,12 +35,6 @@ std::string join_cipher(const std::string& parent, std::string_view name) {
 }
 
 std::string errno_text(int err) { return std::string(std::strerror(err)); }
-
-uint64_t get_u64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
 
 // Whether an undecryptable backing name was meant to be one of ours (a damaged or misplaced encrypted name) or
 // is something else entirely (a file a user or a sync service put there).
@@ -450,167 +442,54 @@ void Checker::check_xattrs(int fd, const std::string& path, const std::string& c
 }
 
 void Checker::check_file(UniqueFd fd, const std::string& path, const std::string& cpath) {
-  const auto& layout = vol_.content()->layout();
-  const int raw = fd.get();
-  uint64_t backing = 0;
   try {
-    backing = file_size(raw);
-    if (backing == 0) return;  // an empty file has no header
-    if (backing < kFileHeaderSize) {
-      add(ProblemKind::HeaderBad, path, cpath, "file header is truncated (" + std::to_string(backing) + " bytes)");
-      return;
+    // The content engine verifies its own blocks (read-only, in bounded chunks, holes skipped); this maps what it
+    // found to problems.
+    ContentFile cf(vol_.content(), std::move(fd), cpath);
+    VerifyOptions vo;
+    vo.chunk_bytes = kVerifyChunk;
+    vo.max_ranges = kMaxListedRanges;
+    vo.on_progress = [&](uint64_t bytes) {
+      report_.stats.bytes += bytes;
+      progress();
+    };
+    const VerifyResult r = cf.verify(vo);
+    switch (r.header) {
+      case VerifyResult::Header::Ok:
+        break;
+      case VerifyResult::Header::Short:
+        add(ProblemKind::HeaderBad, path, cpath,
+            "file header is truncated (" + std::to_string(r.backing_size) + " bytes)");
+        return;
+      case VerifyResult::Header::Unreadable:
+        add(ProblemKind::HeaderBad, path, cpath, "file header is truncated");
+        return;
+      case VerifyResult::Header::Invalid:
+        add(ProblemKind::HeaderBad, path, cpath, r.header_error);
+        return;
     }
-    std::array<uint8_t, kFileHeaderSize> hb{};
-    if (pread_full(raw, hb, 0) != hb.size()) {
-      add(ProblemKind::HeaderBad, path, cpath, "file header is truncated");
-      return;
-    }
-    format::FileHeader header;
-    try {
-      header = format::FileHeader::parse(hb);
-    } catch (const Error& e) {
-      add(ProblemKind::HeaderBad, path, cpath, e.what());
-      return;
-    }
-    const uint64_t nb = layout.block_count(backing);
-    if (nb == 0) {
+    if (r.header_only()) {
       add(ProblemKind::Truncated, path, cpath, "file has a header but no blocks: its contents are missing");
       return;
     }
-    const uint64_t last_len = backing - layout.slot_offset(nb - 1);
-    if (last_len <= layout.overhead()) {
-      // Too short to hold even one byte: the engine can read nothing up to it, so report it and stop here.
+    const uint64_t nb = r.blocks;
+    if (r.last_slot_too_short) {
+      // Too short to hold even one byte: the engine can read nothing up to it, so it is reported alone.
       add(ProblemKind::BlocksBad, path, cpath,
-          "last block " + std::to_string(nb - 1) + " is " + std::to_string(last_len) +
+          "last block " + std::to_string(nb - 1) + " is " + std::to_string(r.last_slot_size) +
               " bytes, too short to hold data (cut or corrupt)");
       return;
     }
-
-    ContentFile cf(vol_.content(), std::move(fd), cpath);
-    const uint64_t B = layout.block_size();
-    const uint64_t slot = layout.slot_size();
-    const uint64_t per_chunk = std::max<uint64_t>(1, kVerifyChunk / B);
-    std::vector<uint8_t> buf(per_chunk * B);
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    uint64_t bad = 0;
-    bool more_ranges = false;
-    auto mark_bad = [&](uint64_t a, uint64_t b) {
-      bad += b - a + 1;
-      if (!ranges.empty() && ranges.back().second + 1 == a)
-        ranges.back().second = b;
-      else if (ranges.size() < kMaxListedRanges)
-        ranges.emplace_back(a, b);
-      else
-        more_ranges = true;
-    };
-    auto block_ok = [&](uint64_t j) {
-      try {
-        cf.read(j * B, std::span<uint8_t>(buf.data(), B));
-        return true;
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
-        return false;
-      }
-    };
-    // Blocks [a, b) are all-zero slots, so they share one claimer (the next non-zero slot) whose claim covers a
-    // suffix of them or none: a binary search finds where the good suffix starts instead of verifying each.
-    auto resolve_zero_run = [&](uint64_t a, uint64_t b) {
-      if (!block_ok(b - 1)) {
-        mark_bad(a, b - 1);
-        return;
-      }
-      uint64_t lo = a, hi = b - 1;  // hi is good
-      while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        if (block_ok(mid))
-          hi = mid;
-        else
-          lo = mid + 1;
-      }
-      if (lo > a) mark_bad(a, lo - 1);
-    };
-    std::vector<uint8_t> cbuf;
-    auto verify = [&](uint64_t first, uint64_t count) {
-      auto out = std::span<uint8_t>(buf.data(), count * B);
-      try {
-        cf.read(first * B, out);
-        return;
-      } catch (const Error& e) {
-        if (e.kind() != ErrorKind::Auth && e.kind() != ErrorKind::Corrupt) throw;
-      }
-      // Narrow the failure down to single blocks, and runs of zero slots to where their claim starts.
-      cbuf.resize(count * slot);
-      size_t got = pread_full(cf.fd(), cbuf, layout.slot_offset(first));
-      auto zero_slot = [&](uint64_t j) {
-        size_t off = (j - first) * slot;
-        return off + slot <= got &&
-               std::all_of(cbuf.begin() + static_cast<long>(off), cbuf.begin() + static_cast<long>(off + slot),
-                           [](uint8_t b) { return b == 0; });
-      };
-      for (uint64_t j = first; j < first + count;) {
-        if (zero_slot(j)) {
-          uint64_t r = j + 1;
-          while (r < first + count && zero_slot(r)) ++r;
-          resolve_zero_run(j, r);
-          j = r;
-        } else {
-          if (!block_ok(j)) mark_bad(j, j);
-          ++j;
-        }
-      }
-    };
-
-    for (uint64_t i = 0; i < nb;) {
-      // An unallocated stretch is one hole run: verifying its first block authenticates all of it (the data block
-      // that claims the run is checked then), so a 10 GiB sparse file costs no 10 GiB of reads.
-      const off_t so = static_cast<off_t>(layout.slot_offset(i));
-      off_t data = ::lseek(cf.fd(), so, SEEK_DATA);
-      if (data < 0 && errno == ENXIO) {
-        const uint64_t before = bad;
-        verify(i, 1);
-        if (bad > before && i + 1 < nb) mark_bad(i + 1, nb - 1);  // zeros up to the end: nothing can claim them
-        break;
-      }
-      if (data > so) {
-        uint64_t j = std::max(i + 1, std::min((static_cast<uint64_t>(data) - kFileHeaderSize) / slot, nb));
-        // Slots i+1..j-1 lie wholly in the unallocated range: zeros, in the same run as slot i.
-        if (!block_ok(i)) {
-          mark_bad(i, i);
-          if (j > i + 1) resolve_zero_run(i + 1, j);
-        }
-        report_.stats.bytes += (j - i) * B;
-        i = j;
-        continue;
-      }
-      uint64_t count = std::min(per_chunk, nb - i);
-      verify(i, count);
-      i += count;
-      report_.stats.bytes += count * B;
-      progress();
+    if (r.cut_at_block_boundary) {
+      add(ProblemKind::Truncated, path, cpath,
+          "file ends at a block boundary without the final-block marker: data after block " + std::to_string(nb - 1) +
+              " is missing");
+      return;
     }
-
-    if (bad == 0) return;
-    // A block-aligned cut leaves a last block that authenticates as "not final": name it for what it is.
-    if (bad == 1 && ranges.front().first == nb - 1 && last_len == slot) {
-      std::vector<uint8_t> s(slot);
-      if (pread_full(cf.fd(), s, layout.slot_offset(nb - 1)) == slot) {
-        Aead aead = vol_.content()->file_aead(header.id);
-        const size_t ns = layout.nonce_size();
-        uint64_t hole_before = get_u64(s.data() + ns);
-        std::vector<uint8_t> plain(B);
-        auto body = std::span<const uint8_t>(s).subspan(ns + format::kHoleFieldSize);
-        if (aead.decrypt(plain, body, std::span<const uint8_t>(s).subspan(0, ns),
-                         format::BlockLayout::aad(header.id, nb - 1, hole_before, false))) {
-          add(ProblemKind::Truncated, path, cpath,
-              "file ends at a block boundary without the final-block marker: data after block " +
-                  std::to_string(nb - 1) + " is missing");
-          return;
-        }
-      }
-    }
+    if (r.bad_blocks == 0) return;
     add(ProblemKind::BlocksBad, path, cpath,
-        std::to_string(bad) + " of " + std::to_string(nb) + " blocks fail authentication (block" +
-            (bad == 1 ? " " : "s ") + describe_ranges(ranges, more_ranges) + ")");
+        std::to_string(r.bad_blocks) + " of " + std::to_string(nb) + " blocks fail authentication (block" +
+            (r.bad_blocks == 1 ? " " : "s ") + describe_ranges(r.bad_ranges, r.more_ranges) + ")");
   } catch (const Error& e) {
     add(ProblemKind::IoError, path, cpath,
         e.kind() == ErrorKind::Io ? "read failed: " + errno_text(e.sys_errno()) : e.what());

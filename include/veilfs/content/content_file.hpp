@@ -12,6 +12,7 @@
 // encrypted on several cores.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -20,6 +21,7 @@
 #include <shared_mutex>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "veilfs/crypto/aead.hpp"
@@ -45,6 +47,46 @@ class ContentCipher {
   SecretBytes key_;
 };
 
+// How ContentFile::verify walks a file.
+struct VerifyOptions {
+  size_t chunk_bytes = size_t{1} << 20;  // plaintext bytes read and checked at a time (bounds the memory used)
+  size_t max_ranges = 8;                 // bad-block ranges kept in the result (at least one is always kept)
+  // Called after each stretch of blocks is checked, with the plaintext bytes it covered (holes skipped without
+  // reading them included; zeros after the last data, which nothing can vouch for, not); the callee throttles.
+  // Runs under the file's read lock.
+  std::function<void(uint64_t bytes)> on_progress;
+};
+
+// What ContentFile::verify found. Damage that keeps the blocks from being checked at all (a bad header, a header
+// without blocks, a last slot too short to hold data) is reported on its own and no block is checked.
+struct VerifyResult {
+  enum class Header {
+    Ok,          // parsed, or the file is empty (no header, no blocks)
+    Short,       // the backing file is shorter than a header (backing_size bytes)
+    Unreadable,  // fewer header bytes could be read than the backing size promised
+    Invalid,     // does not parse; header_error says why
+  };
+  Header header = Header::Ok;
+  std::string header_error;
+  uint64_t backing_size = 0;
+  uint64_t blocks = 0;               // slots in the backing file; 0 with a header: the contents are missing
+  uint64_t last_slot_size = 0;       // bytes of the last slot
+  bool last_slot_too_short = false;  // it holds no data byte: a read up to the end fails before any block
+  uint64_t bad_blocks = 0;           // blocks that fail authentication, as read() would fail them
+  // The first max_ranges runs of bad blocks, inclusive and ascending; more_ranges if there are others.
+  std::vector<std::pair<uint64_t, uint64_t>> bad_ranges;
+  bool more_ranges = false;
+  // The only bad block is the last one, a whole slot that authenticates as a non-final block: the file was cut
+  // at a block boundary (bad_blocks is 1 and bad_ranges names it).
+  bool cut_at_block_boundary = false;
+
+  bool header_only() const { return header == Header::Ok && backing_size > 0 && blocks == 0; }
+  bool clean() const { return header == Header::Ok && !header_only() && !last_slot_too_short && bad_blocks == 0; }
+  // The first block a read would fail on: 0 for a bad header or a header without blocks, the last block if it
+  // is too short (the blocks before it are not checked then); nullopt if the file is clean.
+  std::optional<uint64_t> first_bad_block() const;
+};
+
 class ContentFile {
  public:
   // Takes ownership of fd (open O_RDWR for writing, O_RDONLY for reading only).
@@ -60,8 +102,12 @@ class ContentFile {
   // Label used in log and error messages (an inode number or cipher path, never a plaintext name).
   const std::string& label() const { return label_; }
 
-  // fsck support: verifies every block, returning the index of the first bad one (or nullopt).
-  std::optional<uint64_t> first_bad_block();
+  // Read-only verification (fsck): authenticates every block exactly as read() would (holes through the data
+  // block that claims them, the final-block marker), in chunks of opt.chunk_bytes, skipping unallocated ranges
+  // without reading them. Never writes. Throws only what is not damage (I/O errors).
+  VerifyResult verify(const VerifyOptions& opt = {}) const;
+  // verify().first_bad_block().
+  std::optional<uint64_t> first_bad_block() const;
 
   // Tests only: called after each on-disk step of a write or truncate with the step's name; throwing from it
   // leaves the backing file exactly as a crash at that point would (the crash-state tests rely on this).
@@ -79,6 +125,10 @@ class ContentFile {
   };
 
   const FileKey& key_locked(uint64_t backing_size);  // loads/caches the header
+  // Reads and parses the header of a backing file `backing` bytes long; nullopt if it is damaged, with what is
+  // wrong in *fault and *why (the parse error) when given.
+  std::optional<format::FileHeader> read_header(uint64_t backing, VerifyResult::Header* fault = nullptr,
+                                                std::string* why = nullptr) const;
   const FileKey& new_key_locked();
   uint64_t backing_size() const;
 
@@ -89,7 +139,7 @@ class ContentFile {
   void encrypt_slot(const FileKey& k, uint64_t index, uint64_t hole_before, bool final, std::span<const uint8_t> plain,
                     std::span<uint8_t> out, std::span<const uint8_t> nonce) const;
   // First index of the hole run that `index` lies in, after authenticating the data slot that claims it.
-  uint64_t verified_hole_start(const FileKey& k, uint64_t index, uint64_t nblocks, uint64_t* claimer = nullptr);
+  uint64_t verified_hole_start(const FileKey& k, uint64_t index, uint64_t nblocks, uint64_t* claimer = nullptr) const;
   Block load_block(const FileKey& k, uint64_t index, uint64_t nblocks);
   void store_block(const FileKey& k, uint64_t index, uint64_t hole_before, bool final, std::span<const uint8_t> plain);
   void write_locked(uint64_t off, std::span<const uint8_t> data);
