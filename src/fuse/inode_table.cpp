@@ -21,6 +21,8 @@ InodeTable::~InodeTable() {
     std::lock_guard lk(mu_);
     for (auto& [key, weak] : index_)
       if (auto n = weak.lock()) all.push_back(std::move(n));
+    for (auto& weak : unindexed_)
+      if (auto n = weak.lock()) all.push_back(std::move(n));
     lru_.clear();
     for (auto& n : all) {
       n->self.reset();
@@ -28,6 +30,7 @@ InodeTable::~InodeTable() {
       n->in_lru = false;
     }
     index_.clear();
+    unindexed_.clear();
   }
 }
 
@@ -50,11 +53,15 @@ std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name
   if (auto it = index_.find(key); it != index_.end()) {
     n = it->second.lock();
     // Same number, other type: the backing inode was freed and reused behind our back; start afresh.
-    if (n && (fresh || n->type != (st.st_mode & S_IFMT))) n.reset();
+    if (n && (fresh || n->type != (st.st_mode & S_IFMT))) {
+      unindexed_.push_back(n);
+      n.reset();
+    }
   }
   if (!n) {
     n.reset(new Inode(st.st_dev, st.st_ino, st.st_mode & S_IFMT));
     index_[key] = n;
+    sweep_locked();
   }
   if (n.get() == root_.get()) {
     ++n->nlookup;
@@ -78,10 +85,9 @@ bool InodeTable::forget(Inode& n, uint64_t count) {
   // Closed after the lock is released: the last descriptor of an unlinked file frees it on the backing disk.
   FdPtr closing;
   std::lock_guard lk(mu_);
-  if (&n == root_.get()) return false;
+  if (&n == root_.get() || n.nlookup == 0) return false;  // a repeated forget changes nothing
   n.nlookup = count >= n.nlookup ? 0 : n.nlookup - count;
   if (n.nlookup > 0) return false;
-  Key key{n.dev, n.ino};
   if (n.in_lru) {
     dropped.push_back(*n.lru_pos);
     lru_.erase(n.lru_pos);
@@ -90,21 +96,32 @@ bool InodeTable::forget(Inode& n, uint64_t count) {
   }
   closing = std::move(n.fd);
   n.pinned = false;
+  // Its index entry stays while anybody (a child's parent link, an open handle) keeps the Inode alive, so that
+  // a lookup finds the same Inode; expired entries go in sweep_locked().
   dropped.push_back(std::move(n.self));
-  // Drop the index entry if nobody else (a child's parent link, an open handle) keeps the Inode alive.
-  long held = 0;
-  for (auto& d : dropped) held += d.get() == &n ? 1 : 0;
-  if (dropped.back().use_count() == held) {
-    auto it = index_.find(key);
-    if (it != index_.end() && it->second.lock().get() == &n) index_.erase(it);
-  }
   return true;
+}
+
+void InodeTable::sweep_locked() {
+  // Amortized O(1) per insert: a sweep runs when the index has doubled since the last one.
+  if (index_.size() + unindexed_.size() < 2 * swept_size_ + 64) return;
+  std::erase_if(index_, [](const auto& kv) { return kv.second.expired(); });
+  std::erase_if(unindexed_, [](const auto& w) { return w.expired(); });
+  swept_size_ = index_.size() + unindexed_.size();
 }
 
 void InodeTable::unindex(Inode& n) {
   std::lock_guard lk(mu_);
   auto it = index_.find({n.dev, n.ino});
-  if (it != index_.end() && it->second.lock().get() == &n) index_.erase(it);
+  if (it != index_.end() && it->second.lock().get() == &n) {
+    index_.erase(it);
+    unindexed_.push_back(n.weak_from_this());  // still freed with the table (it may be linked in a cycle)
+  }
+}
+
+size_t InodeTable::index_entries() {
+  std::lock_guard lk(mu_);
+  return index_.size() + unindexed_.size();
 }
 
 std::pair<std::shared_ptr<Inode>, std::string> InodeTable::location(Inode& n) {

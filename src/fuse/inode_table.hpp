@@ -97,9 +97,12 @@ class InodeTable {
   // n's backing object is gone (last link removed): its inode number may be reused by a new file, which must
   // get a new Inode (and so a new FUSE node id) instead of this one's cached attributes, IV and pages.
   void unindex(Inode& n);
+  // Entries the index holds, live or expired (tests: forgotten objects must not accumulate).
+  size_t index_entries();
 
  private:
   void cache_fd_locked(Inode& n, FdPtr fd, std::vector<std::shared_ptr<Inode>>& dropped);
+  void sweep_locked();  // drops expired index entries
 
   struct Key {
     dev_t dev;
@@ -113,6 +116,9 @@ class InodeTable {
   std::mutex mu_;
   std::shared_ptr<Inode> root_;
   std::unordered_map<Key, std::weak_ptr<Inode>, KeyHash> index_;
+  // Inodes taken out of the index while the kernel may still know them: the destructor frees them too.
+  std::vector<std::weak_ptr<Inode>> unindexed_;
+  size_t swept_size_ = 0;                  // index_ + unindexed_ size after the last sweep of expired entries
   std::list<std::shared_ptr<Inode>> lru_;  // front = most recent
   size_t cached_ = 0;
   size_t fd_cap_;

@@ -276,9 +276,7 @@ TEST_F(FsTest, RmdirOfANonEmptyDirectoryIsEnotemptyAndKeepsItsIvFile) {
   fs_->rmdir(FUSE_ROOT_ID, "d");
   EXPECT_EQ(fs_->lookup(FUSE_ROOT_ID, "d").ino, 0u);
   EXPECT_EQ(names(FUSE_ROOT_ID), Names{});
-  // The kernel forgets the removed directory (~InodeTable would not free it: see
-  // DISABLED_NoDescriptorOutlivesFsAfterARemovedDirectoryIsStillKnown).
-  forget_all();
+  forget_all();  // as the kernel does; NoDescriptorOutlivesFsAfterARemovedDirectoryIsStillKnown covers not doing so
 }
 
 TEST_F(FsTest, RenameOntoANonEmptyDirectoryIsEnotemptyAndNoReplaceOntoAnyNameIsEexist) {
@@ -303,7 +301,7 @@ TEST_F(FsTest, RenameOntoANonEmptyDirectoryIsEnotemptyAndNoReplaceOntoAnyNameIsE
   EXPECT_EQ(lookup(FUSE_ROOT_ID, "empty"), d);
   EXPECT_EQ(fs_->lookup(FUSE_ROOT_ID, "d").ino, 0u);
   EXPECT_EQ(names(FUSE_ROOT_ID), (Names{"a", "b", "e", "empty"}));
-  forget_all();  // the replaced directory too (see RmdirOfANonEmptyDirectoryIsEnotemptyAndKeepsItsIvFile)
+  forget_all();
 }
 
 TEST_F(FsTest, RenameOverAnExistingFileKeepsTheReplacedOneReadableThroughItsNode) {
@@ -561,11 +559,9 @@ TEST_F(FsTest, ADirectoryHandleHoldsOneDescriptorUntilReleased) {
   EXPECT_EQ(fds(), base + 1);
 }
 
-// Fails today (TearDown finds the root's descriptor and the removed directory's still open): a directory the
-// kernel still knows (some process's working directory) is removed, then the filesystem goes away. rmdir
-// unindexes its Inode, and ~InodeTable frees indexed Inodes only, so it keeps itself and the root alive. See
-// InodeTableTest.DISABLED_DestroyingTheTableFreesInodesThatAreNoLongerIndexed.
-TEST_F(FsTest, DISABLED_NoDescriptorOutlivesFsAfterARemovedDirectoryIsStillKnown) {
+// A directory the kernel still knows (some process's working directory) is removed, then the filesystem goes
+// away: rmdir unindexed its Inode, and TearDown must still find every descriptor closed (the root's included).
+TEST_F(FsTest, NoDescriptorOutlivesFsAfterARemovedDirectoryIsStillKnown) {
   uint64_t d = mkdir(FUSE_ROOT_ID, "d");
   create(d, "f");  // caches d's descriptor
   ASSERT_TRUE(has_fd(d));

@@ -151,8 +151,8 @@ TEST_F(InodeTableTest, AFreshOrRetypedInodeNumberGetsANewInode) {
   EXPECT_NE(dir, fresh);
   EXPECT_EQ(dir->type, static_cast<mode_t>(S_IFDIR));
   EXPECT_EQ(dir->nlookup, 1u);
-  // The replaced Inodes are no longer indexed, and ~InodeTable only frees indexed ones (see
-  // DISABLED_DestroyingTheTableFreesInodesThatAreNoLongerIndexed): forgotten here, as the kernel would.
+  // The replaced Inodes are no longer indexed; the kernel forgets them (the destructor frees them too: see
+  // DestroyingTheTableFreesInodesThatAreNoLongerIndexed).
   EXPECT_TRUE(table_->forget(*old, 1));
   EXPECT_TRUE(table_->forget(*fresh, 1));
 }
@@ -431,11 +431,10 @@ TEST_F(InodeTableTest, DestroyingTheTableFreesEveryInodeAndDescriptor) {
   EXPECT_EQ(fds(), 0u);
 }
 
-// Fails today: ~InodeTable breaks the self and parent links of the Inodes it finds in its index only. An Inode
-// the kernel still knows but that left the index (unindex() after rmdir or a rename over a directory, or one
-// replaced by intern() for a reused inode number) keeps itself alive through `self`, and through its parent
-// link the root (whose descriptor stays open) and every ancestor. Enable once the destructor frees them too.
-TEST_F(InodeTableTest, DISABLED_DestroyingTheTableFreesInodesThatAreNoLongerIndexed) {
+// An Inode the kernel still knows but that left the index (unindex() after rmdir or a rename over a directory, or
+// one replaced by intern() for a reused inode number) keeps itself alive through `self`, and through its parent
+// link the root (whose descriptor stays open): ~InodeTable must break those links too.
+TEST_F(InodeTableTest, DestroyingTheTableFreesInodesThatAreNoLongerIndexed) {
   make_table(4);
   make_dir("d");
   touch("d/f");
@@ -453,6 +452,25 @@ TEST_F(InodeTableTest, DISABLED_DestroyingTheTableFreesInodesThatAreNoLongerInde
   table_.reset();
   for (size_t i = 0; i < weak.size(); ++i) EXPECT_TRUE(weak[i].expired()) << i;
   EXPECT_EQ(fds(), 0u);
+}
+
+TEST_F(InodeTableTest, ForgottenObjectsDoNotAccumulateInTheIndex) {
+  make_table(8);
+  // As Fs::forget does: the caller holds a reference of its own while the last lookup is forgotten.
+  for (int i = 0; i < 2000; ++i) {
+    std::string name = "f" + std::to_string(i);
+    touch(name);
+    auto n = add(name, /*with_fd=*/i % 2 == 0);
+    EXPECT_TRUE(table_->forget(*n, 1));
+    EXPECT_FALSE(table_->forget(*n, 1)) << "a repeated forget must change nothing";
+  }
+  EXPECT_LT(table_->index_entries(), 200u);
+  auto kept = add("f7");
+  for (int i = 0; i < 500; ++i) {
+    auto n = add("f" + std::to_string(1000 + i));
+    table_->forget(*n, 1);
+  }
+  EXPECT_EQ(table_->find(kept->dev, kept->ino), kept);  // a live entry survives every sweep
 }
 
 }  // namespace
