@@ -11,7 +11,6 @@
 
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,6 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "fuse/engine_cache.hpp"
 #include "fuse/inode_table.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/volume.hpp"
@@ -83,6 +83,7 @@ class Fs {
   ~Fs();
 
   InodeTable& table() { return table_; }
+  EngineCache& engines() { return engines_; }
 
   Entry lookup(uint64_t parent, const std::string& name);
   // readdirplus: the entry listed under `backing` in dir (nlookup incremented when it exists).
@@ -139,15 +140,12 @@ class Fs {
   struct stat stat_of(Inode& n);
   std::string stored_link(Inode& n);
   void own(const Named& at, const Caller& c, mode_t mode, bool is_dir);
-  void attach_content(Inode& n, UniqueFd fd, bool writable);
-  // The content engine of regular file n, opened on first use (read-write when the backing file allows it;
-  // write: must be writable). The kernel sends no OPEN or RELEASE (FUSE "no open" support saves two round
-  // trips per open), so engines stay cached per inode: dropped when the kernel forgets the inode, and at most
-  // engine_cap_ are kept, least recently used first out (each holds a descriptor). One engine per inode at a
-  // time: engines are made under Inode::mu and only evicted when nobody else holds them.
+  static void log_undo_failure(const std::string& backing);  // EntryUndo's report of a step it could not undo
+  // The content engine of regular file n from engines_, opened on first use (read-write when the backing file
+  // allows it; write: must be writable).
   std::shared_ptr<ContentFile> engine(Inode& n, bool write);
-  void touch_engine(Inode& n);
-  void drop_engine(Inode& n);
+  EngineCache::Made make_engine(Inode& n, UniqueFd fd, bool writable);
+  std::shared_ptr<EngineSlot> slot_of(Inode& n);  // keeps n alive
   UniqueFd reopen(Inode& n, int flags);
   // Opens or stats n through its parent and name when no descriptor is cached (saves an O_PATH open per
   // file in tree walks), checking (st_dev, st_ino); falls back to the descriptor path otherwise.
@@ -167,9 +165,7 @@ class Fs {
   const layout::Access access_;  // as root: new entries are chowned to the caller, modes never stand in the way
   std::mutex handles_mu_;
   std::unordered_set<DirHandle*> open_dirs_;
-  std::mutex engines_mu_;                       // after any Inode::mu
-  std::list<std::weak_ptr<Inode>> engine_lru_;  // inodes with a cached engine, most recent first
-  const size_t engine_cap_;
+  EngineCache engines_;
 };
 
 }  // namespace veil::fuse

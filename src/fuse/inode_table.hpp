@@ -7,7 +7,7 @@
 // checks (st_dev, st_ino), so a stale location yields ENOENT, never another file.
 //
 // Lock order: Inode::mu before InodeTable::mu_. InodeTable::mu_ guards nlookup, parent, name, fd, pinned and
-// the LRU; Inode::mu guards the per-inode caches (dir IV, content engine).
+// the LRU; Inode::mu guards the per-inode caches (dir IV, symlink size); the content engine is EngineCache's.
 #pragma once
 
 #include <sys/stat.h>
@@ -21,7 +21,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "veilfs/content/content_file.hpp"
+#include "fuse/engine_cache.hpp"
 #include "veilfs/names/name_transform.hpp"
 #include "veilfs/util/unique_fd.hpp"
 
@@ -50,16 +50,11 @@ struct Inode : std::enable_shared_from_this<Inode> {
 
   // --- guarded by mu ---
   std::mutex mu;
-  std::optional<DirIv> iv;  // directories
-  // Regular files: the content engine, opened at the first read or write and kept until the kernel forgets
-  // the inode or Fs's engine cache evicts it (the kernel sends no OPEN or RELEASE, see Fs::engine).
-  std::shared_ptr<ContentFile> content;
-  bool content_writable = false;
+  std::optional<DirIv> iv;            // directories
   std::optional<uint64_t> link_size;  // symlinks: plaintext target length (targets never change)
 
-  // --- guarded by Fs's engine-cache mutex ---
-  bool engine_listed = false;
-  std::list<std::weak_ptr<Inode>>::iterator engine_pos;
+  // Regular files: the content engine, owned and guarded by Fs's EngineCache.
+  EngineSlot engine;
 };
 
 class InodeTable {

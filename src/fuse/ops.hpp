@@ -1,26 +1,21 @@
-// The libfuse low-level operation table for an Fs, and the session run loop.
+// The libfuse low-level operation table: trampolines that unpack a request, call Fs and reply (ops.cpp).
 #pragma once
 
-#include <string>
-#include <vector>
+#include <atomic>
 
 #include "fuse/fs.hpp"
+#include "fuse/fuse_api.hpp"
+#include "fuse/session.hpp"
 
 namespace veil::fuse {
 
-struct SessionOptions {
-  std::string mountpoint;
-  std::vector<std::string> fuse_args;  // argv for fuse_session_new (after argv[0])
-  bool foreground = true;
-  bool writeback_cache = true;
-  // Let the kernel open files without OPEN/RELEASE requests. Only sound when a forbidden open(2) is refused
-  // without asking us: the kernel checks permissions (default_permissions), or the daemon is root (so every
-  // open the kernel lets through would succeed on the cipher dir too).
-  bool no_open = false;
+// The userdata of a session: what every trampoline reaches through fuse_req_userdata().
+struct Session {
+  Fs* fs;
+  const SessionOptions* opt;
+  std::atomic<bool> no_open{false};  // the kernel can do without OPEN and RELEASE for files
 };
 
-// Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or
-// signalled, unmounts. Returns an exit code (veil::cli::ExitCode).
-int run_session(Fs& fs, const SessionOptions& opt);
+const fuse_lowlevel_ops& lowlevel_ops();
 
 }  // namespace veil::fuse

@@ -123,11 +123,7 @@ class FsTest : public ::testing::Test {
 
   Inode& node(uint64_t ino) { return fs_->table().get(ino); }
   bool has_fd(uint64_t ino) { return fs_->table().cached_fd(node(ino)) != nullptr; }
-  bool has_engine(uint64_t ino) {
-    Inode& n = node(ino);
-    std::lock_guard lk(n.mu);
-    return n.content != nullptr;
-  }
+  bool has_engine(uint64_t ino) { return fs_->engines().cached(node(ino).engine) != nullptr; }
   // The backing name of a node, relative to the cipher dir (its parent is the root).
   std::string backing_in_root(uint64_t ino) {
     auto [parent, name] = fs_->table().location(node(ino));

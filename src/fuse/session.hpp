@@ -1,0 +1,26 @@
+// How a mount is served: the session's options and its run loop (session.cpp).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "fuse/fs.hpp"
+
+namespace veil::fuse {
+
+struct SessionOptions {
+  std::string mountpoint;
+  std::vector<std::string> fuse_args;  // argv for fuse_session_new (after argv[0])
+  bool foreground = true;
+  bool writeback_cache = true;
+  // Let the kernel open files without OPEN/RELEASE requests. Only sound when a forbidden open(2) is refused
+  // without asking us: the kernel checks permissions (default_permissions), or the daemon is root (so every
+  // open the kernel lets through would succeed on the cipher dir too).
+  bool no_open = false;
+};
+
+// Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or
+// signalled, unmounts. Returns an exit code (veil::cli::ExitCode).
+int run_session(Fs& fs, const SessionOptions& opt);
+
+}  // namespace veil::fuse
