@@ -47,7 +47,9 @@ UNIT = {w: u for w, u, _ in WORKLOADS}
 HIGHER = {w: h for w, _, h in WORKLOADS}
 PEERS = ["gocryptfs", "securefs", "cryfs", "encfs"]
 VEIL = ["veilfs-aes256gcm", "veilfs-xchacha20poly1305"]
-ALL_FS = ["plain", "passthrough"] + VEIL + PEERS
+# The same volumes mounted by another build (--baseline-build): a before/after comparison in one run.
+VEIL_BASE = [v + "@base" for v in VEIL]
+ALL_FS = ["plain", "passthrough"] + VEIL + VEIL_BASE + PEERS
 
 
 def log(msg):
@@ -295,7 +297,10 @@ def make_fs(name, root, tools):
     if name == "passthrough":
         return Passthrough(name, root, tools)
     if name.startswith("veilfs-"):
-        return Veilfs(name, root, tools, name.split("-", 1)[1])
+        cipher, _, base = name.split("-", 1)[1].partition("@")
+        if base:
+            tools = dict(tools, veilfs=tools.get("veilfs@base"), veilkey=tools.get("veilkey@base"))
+        return Veilfs(name, root, tools, cipher)
     return {"gocryptfs": Gocryptfs, "securefs": Securefs, "cryfs": Cryfs, "encfs": Encfs}[name](name, root, tools)
 
 
@@ -305,6 +310,9 @@ def availability(name, tools):
         return None
     if name == "passthrough":
         return None if tools.get("passthrough") else "veilfs_bench_passthrough was not built"
+    if name.endswith("@base"):
+        missing = [t for t in ("veilfs@base", "veilkey@base") if not tools.get(t)]
+        return f"{' and '.join(missing)} not found (--baseline-build)" if missing else None
     if name.startswith("veilfs-"):
         missing = [t for t in ("veilfs", "veilkey") if not tools.get(t)]
         return f"{' and '.join(missing)} not built" if missing else None
@@ -698,12 +706,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="1 run, smaller sizes: under 5 minutes")
     ap.add_argument("--runs", type=int)
-    ap.add_argument("--fs", default=",".join(ALL_FS), help="comma-separated subset of " + ",".join(ALL_FS))
+    ap.add_argument("--fs", help="comma-separated subset of " + ",".join(ALL_FS) +
+                    " (default: all, the @base rows only with --baseline-build)")
     ap.add_argument("--workloads", default=",".join(w for w, _, _ in WORKLOADS))
     ap.add_argument("--workdir", default="/var/tmp/veilfs-bench", help="backing dirs (same disk for all)")
     ap.add_argument("--cache", default="/dev/shm/veilfs-bench", help="tmpfs dir for the source tarball")
     ap.add_argument("--results", default=str(Path(__file__).resolve().parent / "results"))
     ap.add_argument("--build-dir", required=True)
+    ap.add_argument("--baseline-build", help="build dir of another veilfs (e.g. the commit before a change): its "
+                    "rows are veilfs-<cipher>@base, measured in the same run")
     ap.add_argument("--broken", default="", help="build targets that failed to build (their binaries are stale)")
     ap.add_argument("--seq-mib", type=int)
     ap.add_argument("--fio-mib", type=int, default=256)
@@ -742,10 +753,16 @@ def main():
         tools[key] = str(p) if p.is_file() and os.access(p, os.X_OK) else None
     target = {"veilfs": "veilfs", "veilkey": "veilkey", "veilfs_bench_passthrough": "passthrough",
               "veilfs_engine_bench": "engine"}
+    if a.baseline_build:
+        base = Path(a.baseline_build).resolve()
+        for key, rel in (("veilfs@base", "veilfs"), ("veilkey@base", "keytool/veilkey")):
+            p = base / rel
+            tools[key] = str(p) if p.is_file() and os.access(p, os.X_OK) else None
     for t in filter(None, a.broken.split(",")):
         tools[target.get(t, t)] = None
 
-    wanted = [f for f in a.fs.split(",") if f]
+    default_fs = [f for f in ALL_FS if a.baseline_build or f not in VEIL_BASE]
+    wanted = [f for f in (a.fs.split(",") if a.fs else default_fs) if f]
     bad = [f for f in wanted if f not in ALL_FS]
     if bad:
         sys.exit(f"unknown filesystem(s): {bad}; known: {ALL_FS}")

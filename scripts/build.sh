@@ -3,7 +3,7 @@
 #   release  everything, -O3 (what users get, plus bench/ so that it keeps compiling)
 #   asan     ASan+UBSan, -O1 -g1, everything but bench/
 #   tsan     ThreadSanitizer, -O1 -g, only what the TSan run needs: the daemon, the fault tests (they drive the
-#            daemon) and the unit tests (the content engine's own concurrency tests)
+#            daemon), the unit tests (the content engine's own concurrency tests) and the fuse tests (EngineCache)
 # -O1 is what the sanitizers' authors recommend, and -g1 (line tables, no variables) is all a sanitizer report needs
 # for file:line stacks: together they halve the ASan build's compile time against -O2 -g.
 # Ninja when it is installed (less overhead per step than make on 2 cores), make otherwise.
@@ -28,7 +28,7 @@ case "$kind" in
   tsan)
     cmake "${gen[@]}" -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
       -DVEILFS_TSAN=ON -DVEILFS_BUILD_BENCH=OFF >/dev/null
-    targets=(--target veilfs veilfs_fault_tests veilfs_unit_tests)
+    targets=(--target veilfs veilfs_fault_tests veilfs_unit_tests veilfs_fuse_tests)
     ;;
   *)
     echo "usage: $0 [release|asan|tsan]" >&2

@@ -27,12 +27,12 @@ for kind in release asan; do
 done
 
 # ThreadSanitizer: the content engine's concurrency and round-trip unit tests (large reads and writes go through
-# parallel_for's worker pool) and the fault tests, which drive the TSan-built daemon with several processes
+# parallel_for's worker pool), EngineCache's concurrent churn, and the fault tests, which drive the TSan-built daemon with several processes
 # writing, renaming and listing at once (and SIGKILL it mid-write). A race in a test binary aborts it
 # (halt_on_error); a race in the daemon ends up in its log, which the fault tests scan ("Sanitizer") so that it
 # fails the test even when the daemon is killed before its exit status could tell.
 # tests/tsan.supp: false positives inside uninstrumented libraries only, each with its reason.
-TSAN_TESTS='Concurrency|ContentRoundTrip|Faults\.'
+TSAN_TESTS='Concurrency|ContentRoundTrip|Faults\.|EngineCache'
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 suppressions=$PWD/tests/tsan.supp"
 phase "tsan build" bash scripts/build.sh tsan
 phase "tsan tests" bash -c "cd build-tsan && ctest --output-on-failure -j2 --timeout 900 --no-tests=error -R '$TSAN_TESTS'"
