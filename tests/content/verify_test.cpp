@@ -4,23 +4,13 @@
 
 #include <fstream>
 
+#include "../common/proc_io.hpp"
 #include "content_test_util.hpp"
 
 namespace veil::testing {
 namespace {
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
-
-// Bytes this process has read through read(2)/pread(2) so far: proves that holes were not read.
-uint64_t bytes_read_so_far() {
-  std::ifstream io("/proc/self/io");
-  std::string key;
-  uint64_t value = 0;
-  while (io >> key >> value)
-    if (key == "rchar:") return value;
-  ADD_FAILURE() << "no rchar in /proc/self/io";
-  return 0;
-}
 
 class ContentVerify : public ::testing::TestWithParam<CipherId> {
  protected:

@@ -11,6 +11,7 @@
 #include <new>
 #include <nlohmann/json.hpp>
 
+#include "../common/proc_io.hpp"
 #include "fsck/checker.hpp"
 #include "test_volume.hpp"
 #include "veilfs/crypto/encoding.hpp"
@@ -54,18 +55,8 @@ using testing::pattern;
 using testing::read_all;
 using testing::TestVolume;
 using testing::write_all;
+using veil::testing::bytes_read_so_far;
 using Lines = std::vector<std::string>;
-
-// Bytes this process has read through read(2)/pread(2) so far: proves a huge file was not read.
-uint64_t bytes_read_so_far() {
-  std::ifstream io("/proc/self/io");
-  std::string key;
-  uint64_t value = 0;
-  while (io >> key >> value)
-    if (key == "rchar:") return value;
-  ADD_FAILURE() << "no rchar in /proc/self/io";
-  return 0;
-}
 
 std::string base(const std::string& p) { return std::filesystem::path(p).filename().string(); }
 
