@@ -15,6 +15,7 @@
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/siv.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
+#include "veilfs/layout/conflicts.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 
@@ -35,6 +36,12 @@ std::string join_cipher(const std::string& parent, std::string_view name) {
 }
 
 std::string errno_text(int err) { return std::string(std::strerror(err)); }
+
+// Changed within the last day: on a tree a sync service is still filling in, what is missing may yet arrive.
+bool recent(const struct stat& st) {
+  constexpr time_t kDay = 24 * 60 * 60;
+  return ::time(nullptr) - st.st_mtime < kDay;
+}
 
 // Whether an undecryptable backing name was meant to be one of ours (a damaged or misplaced encrypted name) or
 // is something else entirely (a file a user or a sync service put there).
@@ -93,9 +100,13 @@ std::string_view kind_name(ProblemKind k) {
       return "too-deep";
     case ProblemKind::IoError:
       return "io-error";
+    case ProblemKind::ConflictCopy:
+      return "conflict-copy";
   }
   return "unknown";
 }
+
+bool is_notice(ProblemKind k) { return k == ProblemKind::ConflictCopy; }
 
 std::string Problem::line() const {
   std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
@@ -153,7 +164,7 @@ Checker::Checker(const Volume& volume, Options opt) : vol_(volume), opt_(std::mo
 void Checker::add(ProblemKind kind, const std::string& path, const std::string& cipher_path, std::string detail,
                   bool repaired) {
   Problem p{kind, path, cipher_path, std::move(detail), repaired};
-  ++report_.problem_count;
+  ++(is_notice(kind) ? report_.notice_count : report_.problem_count);
   if (repaired) ++report_.repaired_count;
   if (opt_.on_problem) opt_.on_problem(p);
   if (report_.problems.size() < opt_.max_kept_problems) report_.problems.push_back(std::move(p));
@@ -195,8 +206,12 @@ void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
           d.iv = vol_.root_iv();
         }
       } else {
+        struct stat dst {};
+        const bool fresh = ::fstat(d.fd.get(), &dst) == 0 && recent(dst);
         add(ProblemKind::DirIvMissing, d.path, d.cipher_path,
-            "directory IV file veilfs.diriv is missing (the mount derives it)");
+            std::string("directory IV file veilfs.diriv is missing (the mount derives it)") +
+                (fresh ? "; the directory changed within the last day: perhaps its IV file is still being synced"
+                       : ""));
         d.iv = fallback;
       }
     } catch (const Error& e) {
@@ -261,6 +276,29 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
     }
     add(kind, rpath, cpath, std::move(detail), removed);
   };
+  // A sidecar without its entry: on a tree a sync service is still filling in, the entry may yet arrive.
+  auto orphan = [&](std::string detail) {
+    if (recent(st)) detail += " (changed within the last day: perhaps its entry is still being synced)";
+    if (opt_.repair && !opt_.delete_orphans) {
+      add(ProblemKind::SidecarOrphaned, rpath, cpath, detail + "; kept (--delete-orphans removes it)");
+      return;
+    }
+    remove_reserved(ProblemKind::SidecarOrphaned, std::move(detail));
+  };
+  // A sync service's conflict copy: a notice, and the entry is checked under the name the mount shows.
+  std::string path = rpath;
+  auto conflict_copy = [&]() -> bool {
+    if (!dir.iv) return false;
+    bool conflict = false;
+    auto shown = layout::shown_name_of(
+        dfd, name, [&](std::string_view e) { return vol_.names().decrypt(*dir.iv, e); }, nullptr, &conflict);
+    if (!shown || !conflict) return false;
+    path = join_plain(dir.path, *shown);
+    add(ProblemKind::ConflictCopy, path, cpath,
+        "a sync service's conflict copy (shown under this name by the mount): compare it with the original, then "
+        "rename or delete it");
+    return true;
+  };
 
   // --- reserved names: veilfs's own files never appear in the plain view ---
   std::string encoded;
@@ -277,6 +315,7 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
       add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
       return;
     case layout::Reserved::Unknown:
+      if (conflict_copy()) break;  // of a long name
       add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
       return;
     case layout::Reserved::Temp:
@@ -288,7 +327,7 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
       return;
     case layout::Reserved::NameSidecar: {
       std::string owner = layout::sidecar_owner(name, reserved);
-      if (!exists(owner)) remove_reserved(ProblemKind::SidecarOrphaned, "long-name sidecar without its entry " + owner);
+      if (!exists(owner)) orphan("long-name sidecar without its entry " + owner);
       return;  // otherwise checked together with its owner
     }
     case layout::Reserved::LinkSidecar: {
@@ -302,8 +341,7 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
           owner_ok = false;
         }
       }
-      if (!owner_ok)
-        remove_reserved(ProblemKind::SidecarOrphaned, "long symlink target sidecar without a symlink that uses it");
+      if (!owner_ok) orphan("long symlink target sidecar without a symlink that uses it");
       return;
     }
     case layout::Reserved::LongName:
@@ -322,10 +360,10 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
   }
 
   // --- the name itself ---
-  std::string path = rpath;
-  if (!encoded.empty() && dir.iv) {
+  if (!encoded.empty() && dir.iv && path == rpath) {
     if (auto plain = vol_.names().decrypt(*dir.iv, encoded)) {
       path = join_plain(dir.path, *plain);
+    } else if (conflict_copy()) {
     } else if (long_name || looks_encrypted(encoded)) {
       add(ProblemKind::NameUndecryptable, rpath, cpath,
           "name does not decrypt in this directory (tampered, or moved from another directory)");

@@ -36,7 +36,10 @@ enum class ProblemKind {
   XattrForeign,       // a user.* attribute that veilfs did not write (the mount hides it)
   TooDeep,            // directory nesting beyond the walk's limit: not descended
   IoError,            // a system call failed on this entry
+  // Notices: reported, but not damage (not counted in problem_count, fsck's exit status stays 0).
+  ConflictCopy,  // a sync service's conflict copy of an entry: shown in the mount with the service's marker
 };
+bool is_notice(ProblemKind k);
 std::string_view kind_name(ProblemKind k);
 
 struct Problem {
@@ -59,6 +62,7 @@ struct Report {
   std::vector<Problem> problems;  // the first max_kept_problems, in walk order
   uint64_t problem_count = 0;     // all of them
   uint64_t repaired_count = 0;
+  uint64_t notice_count = 0;  // notices (conflict copies), not problems
   Stats stats;
   bool clean() const { return problem_count == 0; }
   // Lines of the kept problems, sorted (readdir order is the filesystem's; tests want a stable order).
@@ -66,7 +70,10 @@ struct Report {
 };
 
 struct Options {
-  bool repair = false;  // remove orphaned sidecars and temp leftovers; nothing else is ever modified
+  bool repair = false;  // remove temp leftovers; nothing else is ever modified (orphans: see delete_orphans)
+  // With repair: also remove orphaned sidecars. Destructive on a tree a sync service is still filling in (it
+  // fetches files in any order: the entry may yet arrive, and the deletion would sync to every copy).
+  bool delete_orphans = false;
   size_t max_kept_problems = 100000;
   std::function<void(const Problem&)> on_problem;                 // every problem, as found
   std::function<void(const std::string& cipher_path)> on_repair;  // every removal, after it is done

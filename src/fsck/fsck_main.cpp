@@ -79,7 +79,10 @@ int fsck_main(int argc, char** argv) {
     opts.add_options()("help,h", "show this help")("passfile", po::value(&passfile), "read the passphrase from FILE")(
         "extpass", po::value(&extpass), "run CMD and read the passphrase from its output")(
         "keyfile", po::value(&keyfile), "use the whole contents of FILE as the secret")(
-        "repair", "remove orphaned sidecars and leftover temporary files, printing each removal")(
+        "repair", "remove leftover temporary files, printing each removal")(
+        "delete-orphans",
+        "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
+        "still filling in: the entry may yet arrive, and the deletion syncs to every copy)")(
         "quiet,q", "print only problems and repairs (no progress line, no summary)");
     po::options_description hidden;
     hidden.add_options()("cipherdir", po::value(&cipherdir));
@@ -116,6 +119,11 @@ int fsck_main(int argc, char** argv) {
     ProgressLine bar(!quiet && ::isatty(STDERR_FILENO) == 1);
     Options opt;
     opt.repair = vm.count("repair") > 0;
+    opt.delete_orphans = vm.count("delete-orphans") > 0;
+    if (opt.delete_orphans && !opt.repair) {
+      std::fprintf(stderr, "veilfs fsck: --delete-orphans needs --repair\n");
+      return cli::kExitUsage;
+    }
     opt.max_kept_problems = 0;  // printed as found: memory stays bounded on a badly damaged volume
     opt.on_problem = [&](const Problem& p) {
       bar.clear();
@@ -138,10 +146,14 @@ int fsck_main(int argc, char** argv) {
                   static_cast<unsigned long long>(r.stats.symlinks), static_cast<unsigned long long>(r.stats.others),
                   static_cast<double>(r.stats.bytes) / (1 << 20));
       if (r.problem_count == 0)
-        std::printf("clean\n");
+        std::printf("clean");
       else
-        std::printf("%llu problem(s), %llu repaired\n", static_cast<unsigned long long>(r.problem_count),
+        std::printf("%llu problem(s), %llu repaired", static_cast<unsigned long long>(r.problem_count),
                     static_cast<unsigned long long>(r.repaired_count));
+      if (r.notice_count)
+        std::printf("; %llu sync conflict cop%s to resolve", static_cast<unsigned long long>(r.notice_count),
+                    r.notice_count == 1 ? "y" : "ies");
+      std::printf("\n");
     }
     return left == 0 ? cli::kExitOk : cli::kExitFsckDamage;
   });

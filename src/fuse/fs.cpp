@@ -13,7 +13,9 @@
 #include "fuse/log.hpp"
 #include "fuse/nonroot.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
+#include "veilfs/layout/conflicts.hpp"
 #include "veilfs/util/error.hpp"
+#include "veilfs/util/io.hpp"
 
 namespace veil::fuse {
 
@@ -96,10 +98,62 @@ DirIv Fs::iv_of(Inode& d) {
     DirIv piv = iv_of(*parent);
     FdPtr pf = table_.fd(*parent);
     iv = vol_->names().derive_child_iv(piv, layout::encoded_name_of(pf->get(), name));
+    // Written down (atomically, fsynced) before anything is named with it: a derived IV depends on the
+    // directory's name, which may change, and another writer of the cipher dir must find the same IV.
+    try {
+      layout::write_dir_iv(f->get(), iv);
+    } catch (const Error& e) {
+      log(LogLevel::Warning, "directory inode %llu: could not write its missing IV file (%s)",
+          static_cast<unsigned long long>(d.ino), e.what());
+    }
   }
   std::lock_guard lk(d.mu);
   d.iv = iv;
   return iv;
+}
+
+std::optional<DirIv> Fs::reread_iv(Inode& d, const DirIv& cached) {
+  FdPtr f = table_.fd(d);
+  std::optional<DirIv> now = layout::read_dir_iv_if_intact(f->get());
+  if (!now || *now == cached) return std::nullopt;
+  log(LogLevel::Info, "directory inode %llu: its IV file changed on disk, using the new one",
+      static_cast<unsigned long long>(d.ino));
+  std::lock_guard lk(d.mu);
+  d.iv = *now;
+  return now;
+}
+
+bool Fs::retarget_to_conflict_copy(Named& at, const std::string& name) {
+  auto split = layout::split_conflict_name(name);
+  if (!split) return false;
+  std::string encoded = vol_->names().encrypt(at.iv, split->first);
+  for (std::string& b : layout::conflict_backing_candidates(layout::backing_name(encoded), split->second)) {
+    struct stat st;
+    if (::fstatat(at.dirfd->get(), b.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    at.encoded = std::move(encoded);
+    at.backing = std::move(b);
+    return true;
+  }
+  // A shown name that had to be shortened to the maximum cannot be turned back into its original: find the copy
+  // it stands for by listing (only for names of exactly that length, so a scan is rare).
+  if (name.size() != format::kMaxPlainNameSize) return false;
+  bool found = false;
+  for_each_dir_entry(at.dirfd->get(), [&](std::string_view b) {
+    if (!layout::parse_conflict_backing(b)) return true;
+    bool undecodable = false;
+    auto shown = shown_name(at.dirfd->get(), at.iv, b, *at.dir, &undecodable);
+    found = shown && *shown == name;
+    if (found) at.backing.assign(b);
+    return !found;
+  });
+  return found;
+}
+
+void Fs::stat_existing(Named& at, const std::string& name, struct stat& st) {
+  if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return;
+  if (errno != ENOENT) throw_errno(errno);
+  if (!retarget_to_conflict_copy(at, name)) throw_errno(ENOENT);
+  check_errno(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
 }
 
 Fs::Named Fs::resolve(uint64_t parent, const std::string& name) {
@@ -189,9 +243,11 @@ Entry Fs::entry_for(Inode& dir, const std::string& backing, struct stat st, bool
 Entry Fs::lookup(uint64_t parent, const std::string& name) {
   Named at = resolve(parent, name);
   struct stat st;
-  if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return {};
-    throw_errno(errno);
+  try {
+    stat_existing(at, name, st);
+  } catch (const Error& e) {
+    if (e.sys_errno() == ENOENT) return {};
+    throw;
   }
   return entry_for(*at.dir, at.backing, st);
 }

@@ -134,6 +134,17 @@ class Fs {
     std::string backing;
   };
   Named resolve(uint64_t parent, const std::string& name);
+  // fstatat of at.backing; when there is none and `name` is how a sync service's conflict copy is shown, at is
+  // moved onto that copy's backing name. Throws (ENOENT when neither exists).
+  void stat_existing(Named& at, const std::string& name, struct stat& st);
+  bool retarget_to_conflict_copy(Named& at, const std::string& name);
+  // The IV file of d as it is now on disk, when it differs from `cached` (then cached in d too): names that
+  // fail to decode may have been made by another writer after its IV file arrived or changed.
+  std::optional<DirIv> reread_iv(Inode& d, const DirIv& cached);
+  // The name an entry of a listing is shown under: decrypted, or a conflict copy's (with its marker), or nullopt
+  // for veilfs's own files and names that do not decode (those are logged).
+  std::optional<std::string> shown_name(int dirfd, const DirIv& iv, std::string_view backing, Inode& dir,
+                                        bool* undecodable);
   DirIv iv_of(Inode& dir);
   Entry entry_for(Inode& dir, const std::string& backing, struct stat st, bool fresh = false);
   void plain_attr(Inode& n, struct stat& st);

@@ -6,6 +6,7 @@
 #include "fuse/fs.hpp"
 #include "fuse/log.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
+#include "veilfs/layout/conflicts.hpp"
 #include "veilfs/util/error.hpp"
 
 namespace veil::fuse {
@@ -38,8 +39,8 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
     dh.pos = off;
     dh.pending = nullptr;
   }
-  const DirIv iv = iv_of(d);
-  const NameTransform& names = vol_->names();
+  DirIv iv = iv_of(d);
+  bool iv_reread = false;  // once per request: a name that does not decode may be under a newer IV file
   DirEntry de;
   for (;;) {
     if (!dh.pending) {
@@ -57,17 +58,17 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
     std::optional<std::string> plain;
     if (dot) {
       plain = std::string(b);
-    } else if (layout::is_long_name(b)) {
-      try {
-        plain = names.decrypt(iv, layout::read_long_name(::dirfd(dh.stream), b));
-      } catch (const Error&) {
+    } else {
+      bool undecodable = false;
+      plain = shown_name(::dirfd(dh.stream), iv, b, d, &undecodable);
+      if (undecodable && !iv_reread) {
+        iv_reread = true;
+        if (auto fresh = reread_iv(d, iv)) {
+          iv = *fresh;
+          plain = shown_name(::dirfd(dh.stream), iv, b, d, &undecodable);
+        }
       }
-      if (!plain)
-        log(LogLevel::Warning, "directory inode %llu: skipping long name %s without a valid name file",
-            static_cast<unsigned long long>(d.ino), e->d_name);
-    } else if (!layout::is_reserved(b)) {
-      plain = names.decrypt(iv, b);
-      if (!plain)
+      if (!plain && undecodable)
         log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
             static_cast<unsigned long long>(d.ino), e->d_name);
     }
@@ -81,6 +82,19 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
     dh.pending = nullptr;
     dh.pos = next;
   }
+}
+
+std::optional<std::string> Fs::shown_name(int dirfd, const DirIv& iv, std::string_view b, Inode& dir,
+                                          bool* undecodable) {
+  auto plain = layout::shown_name_of(
+      dirfd, b, [&](std::string_view encoded) { return vol_->names().decrypt(iv, encoded); }, undecodable);
+  if (!plain && !*undecodable) {
+    if (auto copy = layout::parse_conflict_backing(b))
+      log(LogLevel::Warning,
+          "directory inode %llu: %s is a sync conflict copy of veilfs's own %s (veilfs fsck reports it)",
+          static_cast<unsigned long long>(dir.ino), std::string(b).c_str(), copy->original.c_str());
+  }
+  return plain;
 }
 
 void Fs::releasedir(DirHandle* dh) {

@@ -99,7 +99,7 @@ Entry Fs::link(uint64_t ino, uint64_t newparent, const std::string& newname) {
 void Fs::unlink(uint64_t parent, const std::string& name) {
   Named at = resolve(parent, name);
   struct stat st;
-  check_errno(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  stat_existing(at, name, st);
   if (S_ISDIR(st.st_mode)) throw_errno(EISDIR);
   // The kernel still knows it: it may reach it through another hard link or a file it has open (it tells us
   // of no opens), so keep a way in. The pinned descriptor also keeps its inode number from being reused, so the
@@ -112,12 +112,11 @@ void Fs::unlink(uint64_t parent, const std::string& name) {
 void Fs::rmdir(uint64_t parent, const std::string& name) {
   Named at = resolve(parent, name);
   struct stat st;
-  check_errno(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
+  stat_existing(at, name, st);
   if (!S_ISDIR(st.st_mode)) throw_errno(ENOTDIR);
-  // The IV file goes first (the backing rmdir would see it); it comes back if the directory was not empty.
+  // The IV file goes first (the backing rmdir would see it), and only from an empty directory.
   layout::EntryUndo undo(log_undo_failure);
-  if (auto stored = layout::strip_dir_iv(at.dirfd->get(), at.backing, access_))
-    undo.stripped_dir_iv(at.dirfd->get(), at.backing, *stored, access_);
+  layout::strip_iv_of_empty_dir(undo, at.dirfd->get(), at.backing, access_);
   check_errno(::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR));
   undo.dismiss();
   if (auto n = table_.find(st.st_dev, st.st_ino)) table_.unindex(*n);
@@ -131,7 +130,7 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
   Named to = resolve(newparent, newname);
   int fd1 = from.dirfd->get(), fd2 = to.dirfd->get();
   struct stat s1, s2;
-  check_errno(::fstatat(fd1, from.backing.c_str(), &s1, AT_SYMLINK_NOFOLLOW));
+  stat_existing(from, name, s1);
   bool dst = ::fstatat(fd2, to.backing.c_str(), &s2, AT_SYMLINK_NOFOLLOW) == 0;
   if (!dst && errno != ENOENT) throw_errno(errno);
   bool exchange = flags & RENAME_EXCHANGE;
@@ -160,9 +159,7 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
   if (dst && !exchange) {
     if (S_ISDIR(s2.st_mode)) {
       if (!S_ISDIR(s1.st_mode)) throw_errno(EISDIR);
-      // An empty target directory holds only its IV file.
-      if (auto stripped = layout::strip_dir_iv(fd2, to.backing, access_))
-        undo.stripped_dir_iv(fd2, to.backing, *stripped, access_);
+      layout::strip_iv_of_empty_dir(undo, fd2, to.backing, access_);
     } else if (S_ISDIR(s1.st_mode)) {
       throw_errno(ENOTDIR);
     }

@@ -11,6 +11,7 @@
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/crypto/kdf.hpp"
 #include "veilfs/crypto/random.hpp"
+#include "veilfs/layout/conflicts.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 
@@ -215,8 +216,32 @@ std::optional<DirIv> strip_dir_iv(int parentfd, std::string_view backing, Access
   return iv;
 }
 
+void strip_iv_of_empty_dir(EntryUndo& undo, int parentfd, std::string_view dir, Access a) {
+  bool only = true;
+  try {
+    only = holds_only_dir_iv(parentfd, dir);
+  } catch (const Error& e) {
+    // A directory its owner may not read (mode 0300): the backing rmdir decides, and the undo restores.
+    if (e.sys_errno() != EACCES) throw;
+  }
+  if (!only) throw Error(ErrorKind::Io, ENOTEMPTY, "directory not empty");
+  if (auto stored = strip_dir_iv(parentfd, dir, a)) undo.stripped_dir_iv(parentfd, str(dir), *stored, a);
+}
+
 void restore_dir_iv(int parentfd, std::string_view backing, const DirIv& iv, Access a) {
-  with_dir_opened_up(parentfd, backing, a, [&](int dfd) { create_dir_iv(dfd, iv); });
+  // Atomic and fsynced: the directory was not empty after all, and its entries need this IV.
+  with_dir_opened_up(parentfd, backing, a, [&](int dfd) { write_dir_iv(dfd, iv); });
+}
+
+bool holds_only_dir_iv(int parentfd, std::string_view backing) {
+  UniqueFd d = open_dir(parentfd, backing, O_RDONLY);
+  bool only = true;
+  for_each_dir_entry(d.get(), [&](std::string_view name) {
+    if (name == "." || name == ".." || name == kDirIvName) return true;
+    only = false;
+    return false;
+  });
+  return only;
 }
 
 void persist_dir_iv(int parentfd, std::string_view backing, const std::function<DirIv()>& iv_if_missing, Access a) {
@@ -310,8 +335,25 @@ void add_dir_iv(EntryUndo& undo, int parentfd, std::string_view dir, const DirIv
   undo.created_file(parentfd, str(dir) + "/" + str(kDirIvName));
 }
 
+bool has_conflict_copies(int dirfd, std::string_view backing) {
+  bool found = false;
+  for_each_dir_entry(dirfd, [&](std::string_view name) {
+    auto copy = parse_conflict_backing(name);
+    found = copy && copy->original == backing;
+    return !found;
+  });
+  return found;
+}
+
 void remove_name_sidecar(int dirfd, std::string_view backing) {
-  if (is_long_name(backing)) ::unlinkat(dirfd, name_sidecar_of(backing).c_str(), 0);
+  if (!is_long_name(backing)) return;
+  // A sync service's conflict copy of this entry still needs the name (a scan, but long names are rare).
+  try {
+    if (has_conflict_copies(dirfd, backing)) return;
+  } catch (const Error&) {
+    return;  // cannot tell: an orphaned sidecar is harmless, a lost name is not
+  }
+  ::unlinkat(dirfd, name_sidecar_of(backing).c_str(), 0);
 }
 
 void remove_link_sidecar(int dirfd, std::string_view backing) {

@@ -72,15 +72,15 @@ std::vector<uint8_t> read_small_file(int dirfd, const std::string& name, size_t 
 }
 
 void for_each_dir_entry(int dirfd, const std::function<bool(std::string_view)>& fn) {
-  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-  if (dup < 0) throw_errno("dup");
-  DIR* d = ::fdopendir(dup);
+  // A stream of its own ("." of dirfd): dirfd may be O_PATH, and its position is left alone.
+  int fd = ::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_errno("open directory for listing");
+  DIR* d = ::fdopendir(fd);
   if (!d) {
-    ::close(dup);
+    ::close(fd);
     throw_errno("fdopendir");
   }
   std::unique_ptr<DIR, int (*)(DIR*)> guard(d, ::closedir);
-  ::rewinddir(d);  // the duplicate shares its position with dirfd
   while (dirent* e = ::readdir(d)) {
     std::string_view n = e->d_name;
     if (n != "." && n != ".." && !fn(n)) break;
@@ -94,7 +94,12 @@ bool dir_is_empty(int dirfd) {
 }
 
 void fsync_dir(int dirfd) {
-  if (::fsync(dirfd) != 0 && errno != EINVAL) throw_errno("fsync directory");
+  if (::fsync(dirfd) == 0 || errno == EINVAL) return;
+  if (errno != EBADF) throw_errno("fsync directory");
+  // An O_PATH descriptor (the mount's) cannot be fsynced itself: through a readable one of the same directory.
+  UniqueFd d(::openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!d) throw_errno("open directory for fsync");
+  if (::fsync(d.get()) != 0 && errno != EINVAL) throw_errno("fsync directory");
 }
 
 void write_file_atomic(int dirfd, const std::string& name, const std::string& tmp, std::span<const uint8_t> data,

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -22,6 +23,8 @@
 #include "fuse/fuse_api.hpp"
 #include "fuse_test_util.hpp"
 #include "veilfs/format/constants.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
+#include "veilfs/layout/conflicts.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/volume.hpp"
 
@@ -41,6 +44,11 @@ std::vector<uint8_t> pattern(size_t n, uint32_t seed) {
   std::vector<uint8_t> out(n);
   for (auto& b : out) b = static_cast<uint8_t>(rng());
   return out;
+}
+
+std::vector<uint8_t> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 std::span<const uint8_t> passphrase() {
@@ -564,6 +572,136 @@ TEST_F(FsTest, NoDescriptorOutlivesFsAfterARemovedDirectoryIsStillKnown) {
   fs_->unlink(d, "f");
   fs_->rmdir(FUSE_ROOT_ID, "d");
   EXPECT_EQ(fs_->lookup(FUSE_ROOT_ID, "d").ino, 0u);
+}
+
+// A sync service that found two versions of report.txt renamed one of them: the conflict copy is shown under the
+// plain name with the service's marker, can be read, renamed to an ordinary name, and deleted.
+TEST_F(FsTest, ConflictCopiesOfSyncServicesAreShownReadRenamedAndDeleted) {
+  const std::string syncthing = ".sync-conflict-20261202-101500-ABCDEFG";
+  const std::string dropbox = " (conflicted copy 2026-12-02 101500)";
+  const std::string long_plain = std::string(200, 'L') + ".txt";  // a long name: veilfs.longname.<hash>
+  for (const std::string& plain : {std::string("report.txt"), long_plain}) {
+    for (const std::string& marker : {syncthing, dropbox}) {
+      SCOPED_TRACE(plain.substr(0, 12) + marker);
+      auto theirs = pattern(3000, 7), ours = pattern(5000, 8);
+      uint64_t t = create(FUSE_ROOT_ID, plain, theirs);
+      const std::string b = backing_in_root(t);
+      // What the service does: the other version moves aside (placed as the service would place it).
+      const std::string copy = layout::conflict_backing_candidates(b, marker).front();
+      ASSERT_EQ(::rename(dir_.file(b).c_str(), dir_.file(copy).c_str()), 0);
+      forget_all();
+      open_fs();
+      create(FUSE_ROOT_ID, plain, ours);
+
+      const std::string shown = layout::insert_conflict_marker(plain, marker);
+      EXPECT_EQ(names(FUSE_ROOT_ID), (Names{shown, plain}));
+      EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, shown)), theirs);
+      EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, plain)), ours);
+
+      // Renamed, it becomes an ordinary entry under an ordinary encrypted name.
+      fs_->rename(FUSE_ROOT_ID, shown, FUSE_ROOT_ID, "theirs.txt", 0);
+      EXPECT_EQ(names(FUSE_ROOT_ID), (Names{plain, "theirs.txt"}));
+      EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, "theirs.txt")), theirs);
+      EXPECT_FALSE(std::filesystem::exists(dir_.file(copy)));
+      EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, plain)), ours);  // the original's long-name sidecar stayed
+
+      // A second copy, deleted through its shown name; the original keeps its name.
+      uint64_t o = lookup(FUSE_ROOT_ID, plain);
+      const std::string ob = backing_in_root(o);
+      ASSERT_EQ(
+          ::link(dir_.file(ob).c_str(), dir_.file(layout::conflict_backing_candidates(ob, marker).front()).c_str()), 0);
+      EXPECT_EQ(names(FUSE_ROOT_ID), (Names{shown, plain, "theirs.txt"}));
+      fs_->unlink(FUSE_ROOT_ID, shown);
+      EXPECT_EQ(names(FUSE_ROOT_ID), (Names{plain, "theirs.txt"}));
+      fs_->unlink(FUSE_ROOT_ID, plain);
+      fs_->unlink(FUSE_ROOT_ID, "theirs.txt");
+      EXPECT_EQ(names(FUSE_ROOT_ID), Names{});
+      forget_all();
+    }
+  }
+}
+
+// Deleting the original of a long-name conflict copy must not take the name the copy still needs.
+TEST_F(FsTest, TheLongNameOfAConflictCopyOutlivesItsOriginal) {
+  const std::string plain = std::string(210, 'q');
+  const std::string marker = ".sync-conflict-20261202-101500-ABCDEFG";
+  uint64_t f = create(FUSE_ROOT_ID, plain, pattern(10, 1));
+  const std::string b = backing_in_root(f);
+  ASSERT_EQ(::link(dir_.file(b).c_str(), dir_.file(layout::conflict_backing_candidates(b, marker).front()).c_str()), 0);
+  fs_->unlink(FUSE_ROOT_ID, plain);
+  const std::string shown = layout::insert_conflict_marker(plain, marker);
+  EXPECT_EQ(names(FUSE_ROOT_ID), Names{shown});
+  EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, shown)), pattern(10, 1));
+  forget_all();
+}
+
+// A conflict copy of a name near the maximum: its shown name is shortened to 255 bytes and still reaches it.
+TEST_F(FsTest, AConflictCopyOfANameNearTheMaximumIsShownShortenedAndStillReachable) {
+  const std::string plain = std::string(250, 'n') + ".txt";
+  const std::string marker = " (conflicted copy 2026-12-02 101500)";
+  uint64_t f = create(FUSE_ROOT_ID, plain, pattern(10, 4));
+  const std::string b = backing_in_root(f);
+  ASSERT_EQ(::link(dir_.file(b).c_str(), dir_.file(layout::conflict_backing_candidates(b, marker).front()).c_str()), 0);
+  const std::string shown = layout::shown_conflict_name(plain, marker);
+  EXPECT_EQ(shown.size(), format::kMaxPlainNameSize);
+  EXPECT_EQ(names(FUSE_ROOT_ID), (Names{shown, plain}));  // sorted: ' ' before 'n'
+  EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, shown)), pattern(10, 4));
+  fs_->unlink(FUSE_ROOT_ID, shown);
+  EXPECT_EQ(names(FUSE_ROOT_ID), Names{plain});
+  forget_all();
+}
+
+// A directory whose IV file is missing (a crash before it was written, a sync service that has not delivered it
+// yet): the derived IV is written down, fsynced, before anything is named with it.
+TEST_F(FsTest, AMissingIvFileIsWrittenWhenItsIvIsDerived) {
+  uint64_t d = mkdir(FUSE_ROOT_ID, "d");
+  create(d, "f", pattern(10, 2));
+  const std::string iv_file = dir_.file(backing_in_root(d) + "/" + std::string(format::kDirIvName));
+  const auto iv_before = file_bytes(iv_file);
+  forget_all();
+  ASSERT_EQ(::unlink(iv_file.c_str()), 0);
+  open_fs();
+  uint64_t d2 = lookup(FUSE_ROOT_ID, "d");
+  EXPECT_EQ(names(d2), Names{"f"});
+  ASSERT_TRUE(std::filesystem::exists(iv_file));
+  EXPECT_EQ(file_bytes(iv_file), iv_before);
+  forget_all();
+}
+
+// Another writer (a second mount, a sync service) changed a directory's IV file after this Fs cached the IV:
+// names made under the new IV still show, because a name that fails to decode makes the IV be read again.
+TEST_F(FsTest, ANewIvFileOnDiskIsReadWhenNamesFailToDecode) {
+  uint64_t d = mkdir(FUSE_ROOT_ID, "d");
+  uint64_t a = create(d, "a", pattern(10, 3));
+  EXPECT_EQ(names(d), Names{"a"});  // the IV is cached now
+  auto [parent, a_backing] = fs_->table().location(node(a));
+  const std::string ddir = dir_.file(backing_in_root(d));
+  forget_all();
+  auto other = Volume::open(dir_.path(), passphrase());
+  DirIv fresh{};
+  fresh[0] = 0x5a;
+  fresh[15] = 0xa5;
+  UniqueFd dfd(::open(ddir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  layout::write_dir_iv(dfd.get(), fresh);
+  const std::string b = layout::backing_name(other->names().encrypt(fresh, "b"));
+  ASSERT_EQ(::rename((ddir + "/" + a_backing).c_str(), (ddir + "/" + b).c_str()), 0);
+  EXPECT_EQ(names(d), Names{"b"});
+  EXPECT_EQ(read_all(lookup(d, "b")), pattern(10, 3));
+  forget_all();
+}
+
+TEST_F(FsTest, RmdirOfANonEmptyDirectoryNeverTouchesItsIvFile) {
+  uint64_t d = mkdir(FUSE_ROOT_ID, "d");
+  create(d, "f");
+  const std::string iv_file = dir_.file(backing_in_root(d) + "/" + std::string(format::kDirIvName));
+  struct stat before, after;
+  ASSERT_EQ(::stat(iv_file.c_str(), &before), 0);
+  EXPECT_EQ(errno_of([&] { fs_->rmdir(FUSE_ROOT_ID, "d"); }), ENOTEMPTY);
+  mkdir(FUSE_ROOT_ID, "e");
+  EXPECT_EQ(errno_of([&] { fs_->rename(FUSE_ROOT_ID, "e", FUSE_ROOT_ID, "d", 0); }), ENOTEMPTY);
+  ASSERT_EQ(::stat(iv_file.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the IV file was removed and put back: a crash in between loses it";
+  forget_all();
 }
 
 }  // namespace

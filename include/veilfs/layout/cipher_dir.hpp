@@ -98,7 +98,12 @@ struct Access {
 // Removes the IV file of a directory that is to be removed or replaced, returning what it held (nullopt: there
 // was none, or it was torn) so that it can be put back.
 std::optional<DirIv> strip_dir_iv(int parentfd, std::string_view backing, Access a);
-// Puts an IV file back (after strip_dir_iv, when the removal failed). Throws on failure.
+// Whether directory `backing` holds nothing but its IV file: rmdir and rename-over check this before they strip
+// the IV file, so that a directory that is not empty never loses it (also not for a moment a crash could catch).
+// Throws Io (e.g. EACCES: a directory its owner may not read).
+bool holds_only_dir_iv(int parentfd, std::string_view backing);
+// Puts an IV file back (after strip_dir_iv, when the removal failed: another writer put an entry in meanwhile),
+// atomically and fsynced. Throws on failure.
 void restore_dir_iv(int parentfd, std::string_view backing, const DirIv& iv, Access a);
 // Before a directory is renamed: a derived IV depends on the directory's name, so the IV file must be on disk
 // (written from iv_if_missing() when absent or torn) before the rename is.
@@ -143,12 +148,17 @@ void add_name_sidecar(EntryUndo& undo, int dirfd, std::string_view backing, std:
 // with the target written to the link sidecar, recorded in undo; an orphaned sidecar of that name is replaced).
 std::string add_link_target(EntryUndo& undo, int dirfd, std::string_view backing, const std::string& stored);
 bool link_target_is_long(std::string_view stored);  // would go to a sidecar
+// Before rmdir or a rename over directory `dir`: ENOTEMPTY if it holds anything but its IV file (which then stays
+// untouched); otherwise removes the IV file, recorded in undo (put back, fsynced, if the removal fails after all).
+void strip_iv_of_empty_dir(EntryUndo& undo, int parentfd, std::string_view dir, Access a);
 // The IV file of directory `dir` just made in parentfd (not yet used by anyone), written in place without fsync:
 // until the directory is renamed a lost IV file is derived again, identically (persist_dir_iv). Recorded in undo.
 void add_dir_iv(EntryUndo& undo, int parentfd, std::string_view dir, const DirIv& iv);
 // Best effort, after the entry itself is gone: its sidecars (those it may have) go too.
 void remove_side_files(int dirfd, std::string_view backing, bool symlink);
-void remove_name_sidecar(int dirfd, std::string_view backing);  // of a long name; nothing for a short one
+// Of a long name; nothing for a short one, and kept while a sync service's conflict copy of the entry needs it.
+void remove_name_sidecar(int dirfd, std::string_view backing);
+bool has_conflict_copies(int dirfd, std::string_view backing);  // a scan of the directory
 void remove_link_sidecar(int dirfd, std::string_view backing);
 // After a rename of an entry with a long symlink target: the sidecar follows (exchange: both swap).
 void move_link_sidecar(int fromfd, std::string_view from, int tofd, std::string_view to);
