@@ -8,7 +8,10 @@ PKGS=(g++ cmake make pkg-config libfuse3-dev fuse3 libsodium-dev libboost-progra
       # libFuzzer targets (tests/fuzz/run.sh): clang 14 and its runtime, which holds libFuzzer
       clang libclang-rt-14-dev
       # builds: ninja (scripts/build.sh and tests/fuzz/run.sh fall back to make without it)
-      ninja-build)
+      ninja-build
+      # the Debian package and its test (tests/package/install_test.sh): dpkg-shlibdeps, lintian, the man page
+      # checks (man, lexgrog, mandoc -T lint), the completions' shells, systemd-analyze for the user unit
+      dpkg-dev lintian man-db mandoc bash-completion zsh systemd)
 missing=()
 for p in "${PKGS[@]}" ${EXTRA_PKGS:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

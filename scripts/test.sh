@@ -39,4 +39,8 @@ phase "tsan tests" bash -c "cd build-tsan && ctest --output-on-failure -j2 --tim
 
 phase "fuzzing (libFuzzer, clang, ASan+UBSan): every parser of untrusted bytes, ${FUZZ_SECONDS:-15} s each" \
   bash tests/fuzz/run.sh "${FUZZ_SECONDS:-15}"
+# The Debian package built from build-release with CPack, installed with apt-get; the mount bar (init, mount -a
+# from an fstab line, write, unmount, fsck), man pages, completions and systemd unit checked on the INSTALLED
+# files; then purged again.
+phase "package: build .deb, install, mount bar" bash tests/package/install_test.sh build-release
 echo "== all tests passed (release, asan, tsan, fuzzing) in $((SECONDS - T0)) s"
