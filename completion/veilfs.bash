@@ -87,7 +87,7 @@ _veilfs() {
 
   if [[ $cur == -* ]]; then
     if ((fsck)); then
-      mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --repair -q --quiet -h --help' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --repair --delete-orphans -q --quiet -h --help' -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --passfile --extpass
         --keyfile -o --options -h --help -V --version' -- "$cur")
