@@ -49,7 +49,9 @@ PEERS = ["gocryptfs", "securefs", "cryfs", "encfs"]
 VEIL = ["veilfs-aes256gcm", "veilfs-xchacha20poly1305"]
 # The same volumes mounted by another build (--baseline-build): a before/after comparison in one run.
 VEIL_BASE = [v + "@base" for v in VEIL]
-ALL_FS = ["plain", "passthrough"] + VEIL + VEIL_BASE + PEERS
+# Mounted with --shared-storage (other writers of the cipher dir): what coherence costs.
+VEIL_SHARED = ["veilfs-aes256gcm+shared"]
+ALL_FS = ["plain", "passthrough"] + VEIL + VEIL_SHARED + VEIL_BASE + PEERS
 
 
 def log(msg):
@@ -229,9 +231,10 @@ class Passthrough(Fs):
 
 
 class Veilfs(Fs):
-    def __init__(self, name, root, tools, cipher):
+    def __init__(self, name, root, tools, cipher, extra=()):
         super().__init__(name, root, tools)
         self.cipher = cipher
+        self.extra = list(extra)
         self.passfile = root / "passfile"
 
     def create(self):
@@ -239,7 +242,7 @@ class Veilfs(Fs):
              "--cipher", self.cipher, "--kdf-memory", "65536", "--kdf-ops", "1"])
 
     def mount_cmd(self):
-        return [self.tools["veilfs"], "--passfile", str(self.passfile), str(self.back), str(self.mnt)], None
+        return [self.tools["veilfs"], "--passfile", str(self.passfile), *self.extra, str(self.back), str(self.mnt)], None
 
 
 class Gocryptfs(Fs):
@@ -298,9 +301,10 @@ def make_fs(name, root, tools):
         return Passthrough(name, root, tools)
     if name.startswith("veilfs-"):
         cipher, _, base = name.split("-", 1)[1].partition("@")
+        cipher, _, mode = cipher.partition("+")
         if base:
             tools = dict(tools, veilfs=tools.get("veilfs@base"), veilkey=tools.get("veilkey@base"))
-        return Veilfs(name, root, tools, cipher)
+        return Veilfs(name, root, tools, cipher, ["--shared-storage"] if mode == "shared" else [])
     return {"gocryptfs": Gocryptfs, "securefs": Securefs, "cryfs": Cryfs, "encfs": Encfs}[name](name, root, tools)
 
 

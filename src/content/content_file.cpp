@@ -637,4 +637,10 @@ VerifyResult ContentFile::verify(const VerifyOptions& opt) const {
   return r;
 }
 
+void ContentFile::forget_header() {
+  std::unique_lock w(rw_);  // readers hold references to the cached key
+  std::lock_guard k(key_mu_);
+  key_.reset();
+}
+
 }  // namespace veil

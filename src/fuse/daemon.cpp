@@ -69,7 +69,7 @@ int mount_body(int argc, char** argv) {
     SecretBytes secret = cli::read_secret(o.secret, "Passphrase: ");
     vol = Volume::open(o.cipherdir, secret.span());
   }
-  Fs fs(std::move(vol));
+  Fs fs(std::move(vol), {}, o.shared_storage);
 
   SessionOptions so;
   so.mountpoint = o.mountpoint;
@@ -88,7 +88,10 @@ int mount_body(int argc, char** argv) {
     opts += "," + f;
     kernel_checks = kernel_checks || f == "default_permissions";
   }
-  so.no_open = kernel_checks || ::geteuid() == 0;
+  so.shared_storage = o.shared_storage;
+  // Shared storage needs the OPENs: each is where a file changed elsewhere is noticed (its pages dropped).
+  so.no_open = (kernel_checks || ::geteuid() == 0) && !o.shared_storage;
+  so.writeback_cache = !o.shared_storage;
   so.fuse_args = {"-o", opts};
   if (o.debug) so.fuse_args.push_back("-d");
   // Modes arrive with the caller's umask already applied; ours must not apply a second time.

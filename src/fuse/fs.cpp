@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -44,7 +45,7 @@ UniqueFd open_root(const Volume& v, struct stat* st) {
 
 }  // namespace
 
-Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits)
+Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits, bool shared_storage)
     : vol_(std::move(volume)),
       table_(
           [&] {
@@ -57,6 +58,7 @@ Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits)
             return st;
           }(),
           limits.descriptors ? limits.descriptors : fd_cap()),
+      shared_(shared_storage),
       access_{.as_root = ::geteuid() == 0},
       engines_(limits.engines ? limits.engines : engine_cap()) {
   table_.root().iv = vol_->root_iv();
@@ -229,8 +231,18 @@ struct stat Fs::stat_of(Inode& n) {
   return st;
 }
 
+uint64_t Fs::birth_of(Inode& dir, const std::string& backing) {
+  if (!shared_) return 0;
+  FdPtr f = table_.fd(dir);
+  struct statx sx {};
+  if (::statx(f->get(), backing.c_str(), AT_SYMLINK_NOFOLLOW | AT_STATX_DONT_SYNC, STATX_BTIME, &sx) != 0 ||
+      !(sx.stx_mask & STATX_BTIME))
+    return 0;  // no birth times here (sshfs, tmpfs before 5.x): the type check is all there is
+  return static_cast<uint64_t>(sx.stx_btime.tv_sec) * 1000000000u + sx.stx_btime.tv_nsec;
+}
+
 Entry Fs::entry_for(Inode& dir, const std::string& backing, struct stat st, bool fresh) {
-  auto n = table_.intern(dir, backing, st, {}, fresh);
+  auto n = table_.intern(dir, backing, st, {}, fresh, birth_of(dir, backing));
   try {
     plain_attr(*n, st);
   } catch (...) {

@@ -79,7 +79,9 @@ struct FsLimits {
 
 class Fs {
  public:
-  explicit Fs(std::unique_ptr<Volume> volume, FsLimits limits = {});
+  // shared_storage: the cipher dir has other writers (see SessionOptions::shared_storage); then a file's header
+  // is read again at each open, and a lookup tells a reused inode number from the object it used to be.
+  explicit Fs(std::unique_ptr<Volume> volume, FsLimits limits = {}, bool shared_storage = false);
   ~Fs();
 
   InodeTable& table() { return table_; }
@@ -147,6 +149,9 @@ class Fs {
                                         bool* undecodable);
   DirIv iv_of(Inode& dir);
   Entry entry_for(Inode& dir, const std::string& backing, struct stat st, bool fresh = false);
+  // With shared storage: the birth time of backing in dir (0 when unknown), so that an inode number another
+  // writer freed and reused is not taken for the object this Fs knew under it.
+  uint64_t birth_of(Inode& dir, const std::string& backing);
   void plain_attr(Inode& n, struct stat& st);
   struct stat stat_of(Inode& n);
   std::string stored_link(Inode& n);
@@ -165,6 +170,9 @@ class Fs {
   UniqueFd open_for_writing(Inode& n);
   bool stat_at_location(Inode& n, struct stat& st);
   void truncate(Inode& n, uint64_t size);
+  // op(), and once more after an authentication failure, with the file's header read again.
+  template <class Op>
+  auto with_fresh_header(ContentFile& cf, Op&& op);
   struct stat setattr_impl(uint64_t ino, const SetAttr& a);
   std::string xattr_path(Inode& n, FdPtr& hold);
 
@@ -173,6 +181,7 @@ class Fs {
 
   std::unique_ptr<Volume> vol_;
   InodeTable table_;
+  const bool shared_;
   const layout::Access access_;  // as root: new entries are chowned to the caller, modes never stand in the way
   std::mutex handles_mu_;
   std::unordered_set<DirHandle*> open_dirs_;

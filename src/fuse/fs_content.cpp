@@ -80,6 +80,9 @@ void Fs::open(uint64_t ino, int flags) {
   int acc = flags & O_ACCMODE;
   int mask = (acc == O_RDONLY ? R_OK : acc == O_WRONLY ? W_OK : R_OK | W_OK) | ((flags & O_TRUNC) ? W_OK : 0);
   access(ino, mask);
+  // Each open is where a change made by another writer is noticed: its header may be new.
+  if (shared_)
+    if (auto cf = engines_.cached(n.engine)) cf->forget_header();
   if (flags & O_TRUNC) engine(n, true)->truncate(0);
 }
 
@@ -117,12 +120,27 @@ Entry Fs::create(const Caller& c, uint64_t parent, const std::string& name, mode
   return {table_.fuse_ino(*n), st};
 }
 
+template <class Op>
+auto Fs::with_fresh_header(ContentFile& cf, Op&& op) {
+  try {
+    return op();
+  } catch (const Error& e) {
+    // Another writer may have given the file a new header since this engine read it: once more with it (only
+    // after a failure, so it costs nothing otherwise; tampering still fails the second time).
+    if (e.kind() != ErrorKind::Auth) throw;
+    cf.forget_header();
+    return op();
+  }
+}
+
 size_t Fs::read(uint64_t ino, std::span<uint8_t> out, uint64_t off) {
-  return engine(table_.get(ino), false)->read(off, out);
+  auto cf = engine(table_.get(ino), false);
+  return with_fresh_header(*cf, [&] { return cf->read(off, out); });
 }
 
 void Fs::write(uint64_t ino, std::span<const uint8_t> data, uint64_t off) {
-  engine(table_.get(ino), true)->write(off, data);
+  auto cf = engine(table_.get(ino), true);
+  with_fresh_header(*cf, [&] { cf->write(off, data); });
 }
 
 void Fs::fsync(uint64_t ino, bool datasync) {

@@ -45,7 +45,7 @@ uint64_t InodeTable::fuse_ino(const Inode& n) const {
 }
 
 std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd,
-                                          bool fresh) {
+                                          bool fresh, uint64_t birth) {
   std::vector<std::shared_ptr<Inode>> dropped;  // destroyed after the lock is released
   std::lock_guard lk(mu_);
   Key key{st.st_dev, st.st_ino};
@@ -53,7 +53,7 @@ std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name
   if (auto it = index_.find(key); it != index_.end()) {
     n = it->second.lock();
     // Same number, other type: the backing inode was freed and reused behind our back; start afresh.
-    if (n && (fresh || n->type != (st.st_mode & S_IFMT))) {
+    if (n && (fresh || n->type != (st.st_mode & S_IFMT) || (birth && n->birth && n->birth != birth))) {
       unindexed_.push_back(n);
       n.reset();
     }
@@ -63,6 +63,7 @@ std::shared_ptr<Inode> InodeTable::intern(Inode& parent, const std::string& name
     index_[key] = n;
     sweep_locked();
   }
+  if (birth && !n->birth) n->birth = birth;
   if (n.get() == root_.get()) {
     ++n->nlookup;
     return n;

@@ -45,6 +45,7 @@ struct Inode : std::enable_shared_from_this<Inode> {
   std::string name;               // backing name in parent
   FdPtr fd;                       // cached O_PATH descriptor, or null
   bool pinned = false;            // fd never evicted (root; an unlinked name we may still need)
+  uint64_t birth = 0;             // birth time (ns) when known: tells a reused inode number apart
   bool in_lru = false;
   std::list<std::shared_ptr<Inode>>::iterator lru_pos;
 
@@ -73,8 +74,9 @@ class InodeTable {
   // fd, if given, is an O_PATH descriptor of that object to cache. Returns the Inode (nlookup incremented).
   // fresh: the object was just created, so an Inode indexed under its number is stale (the number was freed
   // and reused, possibly while a racing lookup re-added the old object) and must not be reused.
+  // birth: the object's birth time where known (0 otherwise); a known Inode with another one is stale too.
   std::shared_ptr<Inode> intern(Inode& parent, const std::string& name, const struct stat& st, UniqueFd fd = {},
-                                bool fresh = false);
+                                bool fresh = false, uint64_t birth = 0);
   // The Inode for (dev, ino) if one is alive.
   std::shared_ptr<Inode> find(dev_t dev, ino_t ino);
   // Returns true when the kernel's last reference went (nlookup reached 0).

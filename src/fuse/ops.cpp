@@ -19,11 +19,15 @@
 namespace veil::fuse {
 namespace {
 
-constexpr double kTimeout = 1.0;  // entry, negative-entry and attribute cache, in seconds
+// Entry, negative-entry and attribute cache, in seconds. With other writers (shared storage) a change made
+// elsewhere must show within a second: half of it, whatever a request's own latency adds.
+constexpr double kTimeout = 1.0;
+constexpr double kSharedTimeout = 0.5;
 constexpr unsigned kMaxIo = 1u << 20;
 
 Session& session_of(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req)); }
 Fs& fs_of(fuse_req_t req) { return *session_of(req).fs; }
+double timeout_of(fuse_req_t req) { return session_of(req).opt->shared_storage ? kSharedTimeout : kTimeout; }
 
 // The errno boundary.
 template <class F>
@@ -53,17 +57,18 @@ Caller caller(fuse_req_t req) {
   return {c->uid, c->gid};
 }
 
-fuse_entry_param to_param(const Entry& e) {
+fuse_entry_param to_param(fuse_req_t req, const Entry& e) {
+  const double timeout = timeout_of(req);
   fuse_entry_param p{};
   p.ino = e.ino;
   p.attr = e.attr;
-  p.attr_timeout = kTimeout;
-  p.entry_timeout = kTimeout;
+  p.attr_timeout = timeout;
+  p.entry_timeout = timeout;
   return p;
 }
 
 void reply_entry(fuse_req_t req, const Entry& e) {
-  fuse_entry_param p = to_param(e);
+  fuse_entry_param p = to_param(req, e);
   if (fuse_reply_entry(req, &p) != 0 && e.ino) fs_of(req).forget(e.ino, 1);  // interrupted: undo the lookup
 }
 
@@ -131,7 +136,7 @@ void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* list) {
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   with_errno(req, [&] {
     struct stat st = fs_of(req).getattr(ino);
-    fuse_reply_attr(req, &st, kTimeout);
+    fuse_reply_attr(req, &st, timeout_of(req));
   });
 }
 
@@ -151,7 +156,7 @@ void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fu
     else if (valid & FUSE_SET_ATTR_MTIME)
       a.mtime = attr->st_mtim;
     struct stat st = fs_of(req).setattr(ino, a);
-    fuse_reply_attr(req, &st, kTimeout);
+    fuse_reply_attr(req, &st, timeout_of(req));
   });
 }
 
@@ -212,7 +217,8 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   with_errno(req, [&] {
     fs_of(req).open(ino, fi->flags);
     fi->fh = 0;
-    fi->keep_cache = 1;
+    // With other writers, each open drops the file's cached pages: what another mount wrote shows.
+    fi->keep_cache = session_of(req).opt->shared_storage ? 0 : 1;
     fuse_reply_open(req, fi);
   });
 }
@@ -222,7 +228,7 @@ void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     Entry e = fs_of(req).create(caller(req), parent, name, mode, fi->flags);
     fi->fh = 0;
     fi->keep_cache = 1;
-    fuse_entry_param p = to_param(e);
+    fuse_entry_param p = to_param(req, e);
     if (fuse_reply_create(req, &p, fi) != 0) fs_of(req).forget(e.ino, 1);
   });
 }
@@ -298,7 +304,7 @@ void do_readdir(fuse_req_t req, size_t size, off_t off, fuse_file_info* fi, bool
           p.attr.st_mode = static_cast<mode_t>(de.type) << 12;
         } else {
           try {
-            p = to_param(fs.lookup_backing(*dh.dir, de.backing));
+            p = to_param(req, fs.lookup_backing(*dh.dir, de.backing));
           } catch (const Error&) {
             return true;  // removed since it was read: skip it
           }

@@ -19,11 +19,14 @@ po::options_description visible_options() {
       ("debug,d", "log every request (implies --foreground)")                                   //
       ("ro", "mount read-only")                                                                 //
       ("allow-other", "let other users in (implies default_permissions)")                       //
+      ("shared-storage",
+       "the cipher dir has other writers (a second mount, sshfs, a sync client): no kernel caching beyond "
+       "0.5 s, changes made elsewhere show within a second")  //
       ("passfile", po::value<std::string>(), "read the passphrase from FILE (first line)")      //
       ("extpass", po::value<std::string>(), "run CMD and read the passphrase from its output")  //
       ("keyfile", po::value<std::string>(), "unlock with the contents of FILE")                 //
       ("options,o", po::value<std::vector<std::string>>()->composing(),
-       "comma-separated mount options; passfile=, extpass=, keyfile=, allow_other and ro are ours, "
+       "comma-separated mount options; passfile=, extpass=, keyfile=, allow_other, shared_storage and ro are ours, "
        "the rest goes to FUSE");
   return d;
 }
@@ -48,6 +51,8 @@ void absorb_mount_options(const std::string& list, MountOptions& o) {
       o.allow_other = true;
     } else if (opt == "ro") {
       o.read_only = true;
+    } else if (opt == "shared_storage") {
+      o.shared_storage = true;
     } else if (opt == "debug") {
       o.debug = true;
     } else {
@@ -93,6 +98,7 @@ MountOptions parse_command_line(int argc, char** argv) {
   o.foreground = vm.count("foreground") > 0;
   o.read_only = vm.count("ro") > 0;
   o.allow_other = vm.count("allow-other") > 0;
+  o.shared_storage = vm.count("shared-storage") > 0;
   if (vm.count("passfile")) o.secret.passfile = vm["passfile"].as<std::string>();
   if (vm.count("extpass")) o.secret.extpass = vm["extpass"].as<std::string>();
   if (vm.count("keyfile")) o.secret.keyfile = vm["keyfile"].as<std::string>();

@@ -17,6 +17,7 @@ struct MountOptions {
   bool debug = false;
   bool read_only = false;
   bool allow_other = false;
+  bool shared_storage = false;  // other writers of the cipher dir (see SessionOptions::shared_storage)
   cli::SecretSource secret;
   std::vector<std::string> fuse_options;  // -o entries that are not ours, passed to FUSE
 };

@@ -17,6 +17,9 @@ struct SessionOptions {
   // without asking us: the kernel checks permissions (default_permissions), or the daemon is root (so every
   // open the kernel lets through would succeed on the cipher dir too).
   bool no_open = false;
+  // Other writers of the cipher dir: short kernel cache timeouts (kSharedTimeout), no writeback cache (the
+  // kernel would trust its own file sizes), no "no open" (each open revalidates the file's pages).
+  bool shared_storage = false;
 };
 
 // Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or

@@ -109,6 +109,10 @@ class ContentFile {
   // verify().first_bad_block().
   std::optional<uint64_t> first_bad_block() const;
 
+  // Another writer may have replaced the file's header (a truncate to 0 and a new write give a new file ID and
+  // key): the next read or write reads it again. Waits for requests in progress.
+  void forget_header();
+
   // Tests only: called after each on-disk step of a write or truncate with the step's name; throwing from it
   // leaves the backing file exactly as a crash at that point would (the crash-state tests rely on this).
   void set_step_hook_for_testing(std::function<void(std::string_view step)> hook) { step_hook_ = std::move(hook); }
