@@ -12,16 +12,16 @@ namespace {
 
 po::options_description visible_options() {
   po::options_description d("Options");
-  d.add_options()                                                                               //
-      ("help,h", "show this help and exit")                                                     //
-      ("version,V", "show the version and exit")                                                //
-      ("foreground,f", "stay in the foreground, log to stderr")                                 //
-      ("debug,d", "log every request (implies --foreground)")                                   //
-      ("ro", "mount read-only")                                                                 //
-      ("allow-other", "let other users in (implies default_permissions)")                       //
+  d.add_options()                                                          //
+      ("help,h", "show this help and exit")                                //
+      ("version,V", "show the version and exit")                           //
+      ("foreground,f", "stay in the foreground, log to stderr")            //
+      ("debug,d", "log every request (implies --foreground)")              //
+      ("ro", "mount read-only")                                            //
+      ("allow-other", "let other users in (implies default_permissions)")  //
       ("shared-storage",
        "the cipher dir has other writers (a second mount, sshfs, a sync client): no kernel caching beyond "
-       "0.5 s, changes made elsewhere show within a second")  //
+       "0.5 s, changes made elsewhere show within a second")                                    //
       ("passfile", po::value<std::string>(), "read the passphrase from FILE (first line)")      //
       ("extpass", po::value<std::string>(), "run CMD and read the passphrase from its output")  //
       ("keyfile", po::value<std::string>(), "unlock with the contents of FILE")                 //
