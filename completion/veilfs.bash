@@ -87,9 +87,9 @@ _veilfs() {
 
   if [[ $cur == -* ]]; then
     if ((fsck)); then
-      mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --repair --delete-orphans -q --quiet -h --help' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --repair --delete-orphans --rename-conflicts -q --quiet -h --help' -- "$cur")
     else
-      mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --passfile --extpass
+      mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --shared-storage --badname --passfile --extpass
         --keyfile -o --options -h --help -V --version' -- "$cur")
     fi
     return

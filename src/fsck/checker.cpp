@@ -110,7 +110,7 @@ bool is_notice(ProblemKind k) { return k == ProblemKind::ConflictCopy; }
 
 std::string Problem::line() const {
   std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
-  if (repaired) s += " [removed]";
+  if (repaired) s += kind == ProblemKind::ConflictCopy ? " [renamed]" : " [removed]";
   return s;
 }
 
@@ -132,6 +132,7 @@ struct Checker::Dir {
   std::array<char, 8192> buf{};
   size_t pos = 0, len = 0;
   bool eof = false;
+  std::vector<std::string> renamed;  // names our repairs gave entries here: checked already, never twice
 
   // Next entry (name, d_type), or nullopt at the end. Throws on a getdents error.
   std::optional<std::pair<std::string, unsigned char>> next() {
@@ -154,6 +155,7 @@ struct Checker::Dir {
       pos += d->d_reclen;
       std::string name = d->d_name;
       if (name == "." || name == "..") continue;
+      if (std::find(renamed.begin(), renamed.end(), name) != renamed.end()) continue;
       return std::make_pair(std::move(name), d->d_type);
     }
   }
@@ -287,6 +289,7 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
   };
   // A sync service's conflict copy: a notice, and the entry is checked under the name the mount shows.
   std::string path = rpath;
+  std::string renamed_to;  // a conflict copy given an ordinary name: the rest is checked under it
   auto conflict_copy = [&]() -> bool {
     if (!dir.iv) return false;
     bool conflict = false;
@@ -294,9 +297,26 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
         dfd, name, [&](std::string_view e) { return vol_.names().decrypt(*dir.iv, e); }, nullptr, &conflict);
     if (!shown || !conflict) return false;
     path = join_plain(dir.path, *shown);
+    bool renamed = false;
+    if (opt_.repair && opt_.rename_conflicts && S_ISREG(st.st_mode)) {
+      const std::string encoded = vol_.names().encrypt(*dir.iv, *shown);
+      const std::string target = layout::backing_name(encoded);
+      if (!exists(target)) {
+        layout::EntryUndo undo;
+        layout::add_name_sidecar(undo, dfd, target, encoded, /*must_be_new=*/true);
+        if (::renameat(dfd, name.c_str(), dfd, target.c_str()) == 0) {
+          undo.dismiss();
+          renamed = true;  // its line says so ("[renamed]"); on_repair reports removals only
+          dir.renamed.push_back(target);
+          renamed_to = target;
+        }
+      }
+    }
     add(ProblemKind::ConflictCopy, path, cpath,
-        "a sync service's conflict copy (shown under this name by the mount): compare it with the original, then "
-        "rename or delete it");
+        renamed ? "a sync service's conflict copy, now under an ordinary name (this one)"
+                : "a sync service's conflict copy (shown under this name by the mount): compare it with the original, "
+                  "then rename or delete it",
+        renamed);
     return true;
   };
 
@@ -374,6 +394,10 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
     }
   }
 
+  if (!renamed_to.empty()) {
+    check_entry(stack, dir, renamed_to);
+    return;
+  }
   ++report_.stats.entries;
   // --- what it is ---
   if (S_ISDIR(st.st_mode)) {

@@ -74,6 +74,9 @@ struct Options {
   // With repair: also remove orphaned sidecars. Destructive on a tree a sync service is still filling in (it
   // fetches files in any order: the entry may yet arrive, and the deletion would sync to every copy).
   bool delete_orphans = false;
+  // With repair: give each sync conflict copy (a regular file) an ordinary encrypted name, the name the mount
+  // shows it under, when that name is free.
+  bool rename_conflicts = false;
   size_t max_kept_problems = 100000;
   std::function<void(const Problem&)> on_problem;                 // every problem, as found
   std::function<void(const std::string& cipher_path)> on_repair;  // every removal, after it is done

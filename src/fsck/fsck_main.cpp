@@ -83,6 +83,8 @@ int fsck_main(int argc, char** argv) {
         "delete-orphans",
         "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
         "still filling in: the entry may yet arrive, and the deletion syncs to every copy)")(
+        "rename-conflicts",
+        "with --repair, give each sync conflict copy an ordinary encrypted name: the name the mount shows it under")(
         "quiet,q", "print only problems and repairs (no progress line, no summary)");
     po::options_description hidden;
     hidden.add_options()("cipherdir", po::value(&cipherdir));
@@ -120,8 +122,9 @@ int fsck_main(int argc, char** argv) {
     Options opt;
     opt.repair = vm.count("repair") > 0;
     opt.delete_orphans = vm.count("delete-orphans") > 0;
-    if (opt.delete_orphans && !opt.repair) {
-      std::fprintf(stderr, "veilfs fsck: --delete-orphans needs --repair\n");
+    opt.rename_conflicts = vm.count("rename-conflicts") > 0;
+    if ((opt.delete_orphans || opt.rename_conflicts) && !opt.repair) {
+      std::fprintf(stderr, "veilfs fsck: --delete-orphans and --rename-conflicts need --repair\n");
       return cli::kExitUsage;
     }
     opt.max_kept_problems = 0;  // printed as found: memory stays bounded on a badly damaged volume

@@ -69,7 +69,7 @@ int mount_body(int argc, char** argv) {
     SecretBytes secret = cli::read_secret(o.secret, "Passphrase: ");
     vol = Volume::open(o.cipherdir, secret.span());
   }
-  Fs fs(std::move(vol), {}, o.shared_storage);
+  Fs fs(std::move(vol), {}, {.shared_storage = o.shared_storage, .badname = o.badname});
 
   SessionOptions so;
   so.mountpoint = o.mountpoint;

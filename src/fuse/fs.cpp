@@ -4,6 +4,7 @@
 #include "fuse/fs.hpp"
 
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -45,7 +46,7 @@ UniqueFd open_root(const Volume& v, struct stat* st) {
 
 }  // namespace
 
-Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits, bool shared_storage)
+Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits, FsOptions options)
     : vol_(std::move(volume)),
       table_(
           [&] {
@@ -58,7 +59,8 @@ Fs::Fs(std::unique_ptr<Volume> volume, FsLimits limits, bool shared_storage)
             return st;
           }(),
           limits.descriptors ? limits.descriptors : fd_cap()),
-      shared_(shared_storage),
+      shared_(options.shared_storage),
+      badname_(std::move(options.badname)),
       access_{.as_root = ::geteuid() == 0},
       engines_(limits.engines ? limits.engines : engine_cap()) {
   table_.root().iv = vol_->root_iv();
@@ -151,10 +153,29 @@ bool Fs::retarget_to_conflict_copy(Named& at, const std::string& name) {
   return found;
 }
 
+bool Fs::shown_as_bad_name(std::string_view backing) const {
+  const std::string b(backing);
+  for (const auto& glob : badname_)
+    if (::fnmatch(glob.c_str(), b.c_str(), FNM_PERIOD) == 0) return true;
+  return false;
+}
+
+bool Fs::retarget_to_bad_name(Named& at, const std::string& name) {
+  if (badname_.empty() || !name.ends_with(kBadNameSuffix)) return false;
+  std::string b = name.substr(0, name.size() - kBadNameSuffix.size());
+  if (!shown_as_bad_name(b)) return false;
+  bool undecodable = false;
+  if (shown_name(at.dirfd->get(), at.iv, b, *at.dir, &undecodable) || !undecodable) return false;
+  struct stat st;
+  if (::fstatat(at.dirfd->get(), b.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return false;
+  at.backing = std::move(b);
+  return true;
+}
+
 void Fs::stat_existing(Named& at, const std::string& name, struct stat& st) {
   if (::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return;
   if (errno != ENOENT) throw_errno(errno);
-  if (!retarget_to_conflict_copy(at, name)) throw_errno(ENOENT);
+  if (!retarget_to_conflict_copy(at, name) && !retarget_to_bad_name(at, name)) throw_errno(ENOENT);
   check_errno(::fstatat(at.dirfd->get(), at.backing.c_str(), &st, AT_SYMLINK_NOFOLLOW));
 }
 

@@ -77,11 +77,22 @@ struct FsLimits {
   size_t engines = 0;      // cached content engines, one descriptor each
 };
 
+// What a rescued bad name is shown with (FsOptions::badname).
+inline constexpr std::string_view kBadNameSuffix = " [undecodable name]";
+
+struct FsOptions {
+  // The cipher dir has other writers (see SessionOptions::shared_storage): a file's header is read again at each
+  // open, and a lookup tells a reused inode number from the object it used to be.
+  bool shared_storage = false;
+  // Backing names that do not decode and match one of these globs (fnmatch) are shown as
+  // "<backing name> [undecodable name]" instead of being left out, so that their contents can be rescued (renamed
+  // to an ordinary name). Like gocryptfs's -badname.
+  std::vector<std::string> badname;
+};
+
 class Fs {
  public:
-  // shared_storage: the cipher dir has other writers (see SessionOptions::shared_storage); then a file's header
-  // is read again at each open, and a lookup tells a reused inode number from the object it used to be.
-  explicit Fs(std::unique_ptr<Volume> volume, FsLimits limits = {}, bool shared_storage = false);
+  explicit Fs(std::unique_ptr<Volume> volume, FsLimits limits = {}, FsOptions options = {});
   ~Fs();
 
   InodeTable& table() { return table_; }
@@ -140,6 +151,8 @@ class Fs {
   // moved onto that copy's backing name. Throws (ENOENT when neither exists).
   void stat_existing(Named& at, const std::string& name, struct stat& st);
   bool retarget_to_conflict_copy(Named& at, const std::string& name);
+  bool retarget_to_bad_name(Named& at, const std::string& name);
+  bool shown_as_bad_name(std::string_view backing) const;
   // The IV file of d as it is now on disk, when it differs from `cached` (then cached in d too): names that
   // fail to decode may have been made by another writer after its IV file arrived or changed.
   std::optional<DirIv> reread_iv(Inode& d, const DirIv& cached);
@@ -182,6 +195,7 @@ class Fs {
   std::unique_ptr<Volume> vol_;
   InodeTable table_;
   const bool shared_;
+  const std::vector<std::string> badname_;
   const layout::Access access_;  // as root: new entries are chowned to the caller, modes never stand in the way
   std::mutex handles_mu_;
   std::unordered_set<DirHandle*> open_dirs_;

@@ -68,9 +68,13 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
           plain = shown_name(::dirfd(dh.stream), iv, b, d, &undecodable);
         }
       }
-      if (!plain && undecodable)
-        log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
-            static_cast<unsigned long long>(d.ino), e->d_name);
+      if (!plain && undecodable) {
+        if (shown_as_bad_name(b) && b.size() + kBadNameSuffix.size() <= format::kMaxPlainNameSize)
+          plain = std::string(b) + std::string(kBadNameSuffix);  // --badname: shown so it can be rescued
+        else
+          log(LogLevel::Warning, "directory inode %llu: skipping undecryptable entry %s",
+              static_cast<unsigned long long>(d.ino), e->d_name);
+      }
     }
     if (plain) {
       de.name = std::move(*plain);

@@ -21,7 +21,10 @@ po::options_description visible_options() {
       ("allow-other", "let other users in (implies default_permissions)")  //
       ("shared-storage",
        "the cipher dir has other writers (a second mount, sshfs, a sync client): no kernel caching beyond "
-       "0.5 s, changes made elsewhere show within a second")                                    //
+       "0.5 s, changes made elsewhere show within a second")  //
+      ("badname", po::value<std::vector<std::string>>()->composing(),
+       "show backing names that do not decode and match this glob as \"NAME [undecodable name]\" (repeatable), "
+       "to rescue them")                                                                        //
       ("passfile", po::value<std::string>(), "read the passphrase from FILE (first line)")      //
       ("extpass", po::value<std::string>(), "run CMD and read the passphrase from its output")  //
       ("keyfile", po::value<std::string>(), "unlock with the contents of FILE")                 //
@@ -53,6 +56,8 @@ void absorb_mount_options(const std::string& list, MountOptions& o) {
       o.read_only = true;
     } else if (opt == "shared_storage") {
       o.shared_storage = true;
+    } else if (auto v = value("badname=")) {
+      o.badname.push_back(*v);
     } else if (opt == "debug") {
       o.debug = true;
     } else {
@@ -99,6 +104,7 @@ MountOptions parse_command_line(int argc, char** argv) {
   o.read_only = vm.count("ro") > 0;
   o.allow_other = vm.count("allow-other") > 0;
   o.shared_storage = vm.count("shared-storage") > 0;
+  if (vm.count("badname")) o.badname = vm["badname"].as<std::vector<std::string>>();
   if (vm.count("passfile")) o.secret.passfile = vm["passfile"].as<std::string>();
   if (vm.count("extpass")) o.secret.extpass = vm["extpass"].as<std::string>();
   if (vm.count("keyfile")) o.secret.keyfile = vm["keyfile"].as<std::string>();

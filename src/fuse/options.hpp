@@ -17,7 +17,8 @@ struct MountOptions {
   bool debug = false;
   bool read_only = false;
   bool allow_other = false;
-  bool shared_storage = false;  // other writers of the cipher dir (see SessionOptions::shared_storage)
+  bool shared_storage = false;       // other writers of the cipher dir (see SessionOptions::shared_storage)
+  std::vector<std::string> badname;  // globs of undecodable backing names to show (FsOptions::badname)
   cli::SecretSource secret;
   std::vector<std::string> fuse_options;  // -o entries that are not ours, passed to FUSE
 };

@@ -182,6 +182,27 @@ TEST(FsckChecker, SyncConflictCopiesAreNoticesCheckedUnderTheirShownName) {
   EXPECT_TRUE(named) << ::testing::PrintToString(bad.sorted_lines());
 }
 
+TEST(FsckChecker, RepairCanGiveConflictCopiesOrdinaryNames) {
+  TestVolume v;
+  populate(v);
+  const std::string m = " (conflicted copy 2026-12-02 101500)";
+  const std::string c = v.cipher_path("/docs/report.txt");
+  const std::string dir = c.substr(0, c.rfind('/') + 1);
+  std::filesystem::copy_file(v.abs(c),
+                             v.abs(dir + layout::conflict_backing_candidates(c.substr(dir.size()), m).front()));
+  Options opt;
+  opt.repair = true;
+  EXPECT_EQ(v.check(opt).notice_count, 1u);  // --repair alone leaves it
+  opt.rename_conflicts = true;
+  Report r = v.check(opt);
+  const std::string shown = "/docs/report (conflicted copy 2026-12-02 101500).txt";
+  EXPECT_EQ(r.sorted_lines(),
+            Lines{"conflict-copy " + shown +
+                  ": a sync service's conflict copy, now under an ordinary name (this one) [renamed]"});
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});  // an ordinary file now
+  EXPECT_EQ(read_all(v.abs(v.cipher_path(shown))), read_all(v.abs(c)));
+}
+
 TEST(FsckChecker, TruncationAtABlockBoundaryIsNamedAsSuch) {
   TestVolume v;
   populate(v);

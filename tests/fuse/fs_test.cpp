@@ -704,5 +704,28 @@ TEST_F(FsTest, RmdirOfANonEmptyDirectoryNeverTouchesItsIvFile) {
   forget_all();
 }
 
+// A backing name that does not decode (renamed by hand or by a tool veilfs does not know) is left out of listings;
+// with FsOptions::badname (--badname GLOB) it is shown with a marker, readable, and can be renamed to safety.
+TEST_F(FsTest, UndecodableNamesMatchingBadnameAreShownAndCanBeRescued) {
+  uint64_t f = create(FUSE_ROOT_ID, "victim", pattern(4000, 9));
+  const std::string b = backing_in_root(f);
+  forget_all();
+  fs_.reset();
+  ASSERT_EQ(::rename(dir_.file(b).c_str(), dir_.file("renamed by a tool").c_str()), 0);
+  open_fs();
+  EXPECT_EQ(names(FUSE_ROOT_ID), Names{});  // not shown by default (logged, and fsck reports it)
+  fs_.reset();
+  fs_ = std::make_unique<Fs>(Volume::open(dir_.path(), passphrase()), FsLimits{kDescriptors, kEngines},
+                             FsOptions{.badname = {"renamed*"}});
+  const std::string shown = "renamed by a tool" + std::string(kBadNameSuffix);
+  EXPECT_EQ(names(FUSE_ROOT_ID), Names{shown});
+  EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, shown)), pattern(4000, 9));
+  fs_->rename(FUSE_ROOT_ID, shown, FUSE_ROOT_ID, "rescued", 0);
+  EXPECT_EQ(names(FUSE_ROOT_ID), Names{"rescued"});
+  EXPECT_EQ(read_all(lookup(FUSE_ROOT_ID, "rescued")), pattern(4000, 9));
+  EXPECT_EQ(fs_->lookup(FUSE_ROOT_ID, "other [undecodable name]").ino, 0u);
+  forget_all();
+}
+
 }  // namespace
 }  // namespace veil::fuse::testing
