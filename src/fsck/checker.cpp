@@ -102,11 +102,13 @@ std::string_view kind_name(ProblemKind k) {
       return "io-error";
     case ProblemKind::ConflictCopy:
       return "conflict-copy";
+    case ProblemKind::DirIvShared:
+      return "dir-iv-shared";
   }
   return "unknown";
 }
 
-bool is_notice(ProblemKind k) { return k == ProblemKind::ConflictCopy; }
+bool is_notice(ProblemKind k) { return k == ProblemKind::ConflictCopy || k == ProblemKind::DirIvShared; }
 
 std::string Problem::line() const {
   std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
@@ -207,6 +209,13 @@ void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
               "shows no names under it)");
           d.iv = vol_.root_iv();
         }
+        // `mv logs logs.1; mkdir logs` derives the old IV again (docs/SECURITY.md): not damage, but worth knowing.
+        auto [first, fresh_iv] = ivs_seen_.try_emplace(std::string(iv->begin(), iv->end()), d.path);
+        if (!fresh_iv)
+          add(ProblemKind::DirIvShared, d.path, d.cipher_path,
+              "has the same IV as " + first->second +
+                  " (a directory re-created under a name another one was renamed away from): a name present in "
+                  "both looks alike on disk");
       } else {
         struct stat dst {};
         const bool fresh = ::fstat(d.fd.get(), &dst) == 0 && recent(dst);

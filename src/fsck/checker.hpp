@@ -12,6 +12,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "veilfs/volume.hpp"
@@ -38,6 +39,7 @@ enum class ProblemKind {
   IoError,            // a system call failed on this entry
   // Notices: reported, but not damage (not counted in problem_count, fsck's exit status stays 0).
   ConflictCopy,  // a sync service's conflict copy of an entry: shown in the mount with the service's marker
+  DirIvShared,   // two directories with one IV (see docs/SECURITY.md, "Equalities")
 };
 bool is_notice(ProblemKind k);
 std::string_view kind_name(ProblemKind k);
@@ -104,6 +106,7 @@ class Checker {
   const Volume& vol_;
   Options opt_;
   Report report_;
+  std::unordered_map<std::string, std::string> ivs_seen_;  // IV bytes -> first directory (plain path) with it
 };
 
 // The whole check: loads and unlocks the config, then walks the tree. A corrupt or tampered config is reported

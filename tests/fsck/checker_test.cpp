@@ -203,6 +203,20 @@ TEST(FsckChecker, RepairCanGiveConflictCopiesOrdinaryNames) {
   EXPECT_EQ(read_all(v.abs(v.cipher_path(shown))), read_all(v.abs(c)));
 }
 
+// `mv logs logs.1; mkdir logs`: the new directory's derived IV is the one the old one kept.
+TEST(FsckChecker, TwoDirectoriesWithOneIvAreANotice) {
+  TestVolume v;
+  v.mkdir("/logs");
+  const std::string old = v.cipher_path("/logs");
+  ASSERT_EQ(::rename(v.abs(old).c_str(), v.abs(v.cipher_path("/logs.1")).c_str()), 0);  // the IV file goes along
+  v.mkdir("/logs");
+  Report r = v.check();
+  ASSERT_EQ(r.sorted_lines().size(), 1u);
+  EXPECT_NE(r.sorted_lines()[0].find("dir-iv-shared /logs"), std::string::npos) << r.sorted_lines()[0];
+  EXPECT_TRUE(r.clean());
+  EXPECT_EQ(r.notice_count, 1u);
+}
+
 TEST(FsckChecker, TruncationAtABlockBoundaryIsNamedAsSuch) {
   TestVolume v;
   populate(v);
