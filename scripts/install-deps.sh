@@ -5,6 +5,8 @@ PKGS=(g++ cmake make pkg-config libfuse3-dev fuse3 libsodium-dev libboost-progra
       googletest libgtest-dev nlohmann-json3-dev clang-format
       # programs the integration tests drive on a mounted volume
       sqlite3 rsync git tar attr python3 e2fsprogs
+      # the sync suite (tests/sync): real sync tools and a cipher dir on sshfs over a local sshd
+      syncthing unison sshfs openssh-server
       # libFuzzer targets (tests/fuzz/run.sh): clang 14 and its runtime, which holds libFuzzer
       clang libclang-rt-14-dev
       # builds: ninja (scripts/build.sh and tests/fuzz/run.sh fall back to make without it)
