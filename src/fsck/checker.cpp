@@ -104,15 +104,22 @@ std::string_view kind_name(ProblemKind k) {
       return "conflict-copy";
     case ProblemKind::DirIvShared:
       return "dir-iv-shared";
+    case ProblemKind::SyncServiceFile:
+      return "sync-file";
   }
   return "unknown";
 }
 
-bool is_notice(ProblemKind k) { return k == ProblemKind::ConflictCopy || k == ProblemKind::DirIvShared; }
+bool is_notice(ProblemKind k) {
+  return k == ProblemKind::ConflictCopy || k == ProblemKind::DirIvShared || k == ProblemKind::SyncServiceFile;
+}
 
 std::string Problem::line() const {
   std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
-  if (repaired) s += kind == ProblemKind::ConflictCopy ? " [renamed]" : " [removed]";
+  if (repaired)
+    s += kind == ProblemKind::ConflictCopy   ? " [renamed]"
+         : kind == ProblemKind::DirIvMissing ? " [written]"
+                                             : " [removed]";
   return s;
 }
 
@@ -174,6 +181,22 @@ void Checker::add(ProblemKind kind, const std::string& path, const std::string& 
   if (report_.problems.size() < opt_.max_kept_problems) report_.problems.push_back(std::move(p));
 }
 
+bool Checker::derived_iv_is_proven(int dirfd, const DirIv& iv) {
+  bool proven = true;
+  try {
+    for_each_dir_entry(dirfd, [&](std::string_view name) {
+      bool undecodable = false;
+      layout::shown_name_of(
+          dirfd, name, [&](std::string_view e) { return vol_.names().decrypt(iv, e); }, &undecodable);
+      proven = !undecodable;
+      return proven;
+    });
+  } catch (const Error&) {
+    return false;
+  }
+  return proven;
+}
+
 void Checker::progress() {
   if (opt_.on_progress) opt_.on_progress(report_.stats);
 }
@@ -219,10 +242,23 @@ void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
       } else {
         struct stat dst {};
         const bool fresh = ::fstat(d.fd.get(), &dst) == 0 && recent(dst);
-        add(ProblemKind::DirIvMissing, d.path, d.cipher_path,
-            std::string("directory IV file veilfs.diriv is missing (the mount derives it)") +
-                (fresh ? "; the directory changed within the last day: perhaps its IV file is still being synced"
-                       : ""));
+        std::string detail = "directory IV file veilfs.diriv is missing (the mount derives it)";
+        if (fresh) detail += "; the directory changed within the last day: perhaps its IV file is still being synced";
+        // The derived IV is proven when every name in the directory decrypts under it (an empty directory: any
+        // IV is as good). Only then may --repair write it down.
+        bool repaired = false;
+        if (fallback && derived_iv_is_proven(d.fd.get(), *fallback)) {
+          if (opt_.repair) {
+            try {
+              layout::write_dir_iv(d.fd.get(), *fallback);
+              repaired = true;
+            } catch (const Error&) {
+            }
+          }
+          detail += repaired ? "; every name decrypts under the derived IV"
+                             : "; every name decrypts under the derived IV (--repair writes it)";
+        }
+        add(ProblemKind::DirIvMissing, d.path, d.cipher_path, detail, repaired);
         d.iv = fallback;
       }
     } catch (const Error& e) {
@@ -398,7 +434,10 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
           "name does not decrypt in this directory (tampered, or moved from another directory)");
     } else {
       // Not ours: a stray file in the cipher dir. Reported, never opened: it is not encrypted data.
-      add(ProblemKind::ForeignEntry, rpath, cpath, "not an encrypted name (hidden by the mount)");
+      if (layout::is_sync_service_file(name))
+        add(ProblemKind::SyncServiceFile, rpath, cpath, "a sync tool's own file (hidden by the mount)");
+      else
+        add(ProblemKind::ForeignEntry, rpath, cpath, "not an encrypted name (hidden by the mount)");
       return;
     }
   }

@@ -38,8 +38,9 @@ enum class ProblemKind {
   TooDeep,            // directory nesting beyond the walk's limit: not descended
   IoError,            // a system call failed on this entry
   // Notices: reported, but not damage (not counted in problem_count, fsck's exit status stays 0).
-  ConflictCopy,  // a sync service's conflict copy of an entry: shown in the mount with the service's marker
-  DirIvShared,   // two directories with one IV (see docs/SECURITY.md, "Equalities")
+  ConflictCopy,     // a sync service's conflict copy of an entry: shown in the mount with the service's marker
+  DirIvShared,      // two directories with one IV (see docs/SECURITY.md, "Equalities")
+  SyncServiceFile,  // .stfolder, .syncthing.*.tmp, .dropbox, ...: a sync tool's own file, hidden by the mount
 };
 bool is_notice(ProblemKind k);
 std::string_view kind_name(ProblemKind k);
@@ -102,6 +103,7 @@ class Checker {
   void check_symlink(Dir& dir, const std::string& name, const std::string& path, const std::string& cpath);
   void check_xattrs(int fd, const std::string& path, const std::string& cpath);
   void progress();
+  bool derived_iv_is_proven(int dirfd, const DirIv& iv);
 
   const Volume& vol_;
   Options opt_;

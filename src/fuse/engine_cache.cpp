@@ -64,6 +64,20 @@ void EngineCache::drop(EngineSlot& slot) {
   }
 }
 
+void EngineCache::refresh(EngineSlot& slot) {
+  std::shared_ptr<ContentFile> busy;
+  {
+    std::lock_guard lk(slot.mu_);
+    if (!slot.engine_) return;
+    if (slot.engine_.use_count() == 1) {
+      slot.engine_.reset();  // stays listed until evicted or dropped: harmless, it holds nothing
+      return;
+    }
+    busy = slot.engine_;
+  }
+  busy->forget_header();  // outside the slot lock: it waits for the requests using the engine
+}
+
 size_t EngineCache::listed() const {
   std::lock_guard lk(mu_);
   return lru_.size();

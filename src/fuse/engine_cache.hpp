@@ -56,6 +56,9 @@ class EngineCache {
   std::shared_ptr<ContentFile> cached(EngineSlot& slot) const;
   // The inode is forgotten: its engine goes (closing its descriptor once the last request using it is done).
   void drop(EngineSlot& slot);
+  // Another writer may have replaced the file under its name (a share such as sshfs then reaches the new one only
+  // through a new descriptor): the engine goes unless a request still uses it, then its header is forgotten.
+  void refresh(EngineSlot& slot);
   size_t listed() const;  // slots in the LRU (tests)
 
  private:

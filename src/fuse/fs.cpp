@@ -366,8 +366,9 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
     gid_t g = a.gid ? *a.gid : static_cast<gid_t>(-1);
     if (openfd >= 0)
       check_errno(::fchown(openfd, u, g));
-    else
-      check_errno(::fchownat(path_fd(), "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW));
+    else if (::fchownat(path_fd(), "", u, g, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0 &&
+             !(n.type == S_IFLNK && errno == ENOENT))  // sshfs: see Fs::own
+      throw_errno(errno);
   }
   if (a.size) truncate(n, *a.size);
   if (a.atime || a.mtime) {

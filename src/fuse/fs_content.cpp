@@ -80,9 +80,8 @@ void Fs::open(uint64_t ino, int flags) {
   int acc = flags & O_ACCMODE;
   int mask = (acc == O_RDONLY ? R_OK : acc == O_WRONLY ? W_OK : R_OK | W_OK) | ((flags & O_TRUNC) ? W_OK : 0);
   access(ino, mask);
-  // Each open is where a change made by another writer is noticed: its header may be new.
-  if (shared_)
-    if (auto cf = engines_.cached(n.engine)) cf->forget_header();
+  // Each open is where a change made by another writer is noticed: the file may have been replaced.
+  if (shared_) engines_.refresh(n.engine);
   if (flags & O_TRUNC) engine(n, true)->truncate(0);
 }
 

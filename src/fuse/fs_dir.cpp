@@ -68,7 +68,7 @@ void Fs::readdir(DirHandle& dh, uint64_t off, const std::function<bool(const Dir
           plain = shown_name(::dirfd(dh.stream), iv, b, d, &undecodable);
         }
       }
-      if (!plain && undecodable) {
+      if (!plain && undecodable && !layout::is_sync_service_file(b)) {
         if (shown_as_bad_name(b) && b.size() + kBadNameSuffix.size() <= format::kMaxPlainNameSize)
           plain = std::string(b) + std::string(kBadNameSuffix);  // --badname: shown so it can be rescued
         else

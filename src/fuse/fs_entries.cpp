@@ -24,7 +24,11 @@ void Fs::own(const Named& at, const Caller& c, mode_t mode, bool is_dir) {
   struct stat pst;
   // In a set-group-ID directory the new entry already has the directory's group, as on a local disk.
   if (::fstat(at.dirfd->get(), &pst) == 0 && (pst.st_mode & S_ISGID)) gid = static_cast<gid_t>(-1);
-  check_errno(::fchownat(at.dirfd->get(), at.backing.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW));
+  if (::fchownat(at.dirfd->get(), at.backing.c_str(), c.uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    // sshfs chowns a symlink's target (SFTP SETSTAT follows links), and a backing target is ciphertext that
+    // resolves to nothing: a backing filesystem that cannot own symlinks leaves them the daemon's.
+    if (!(S_ISLNK(mode) && errno == ENOENT)) throw_errno(errno);
+  }
   // chown clears set-ID bits of non-directories even for root; the caller asked for them.
   if (!is_dir && (mode & (S_ISUID | S_ISGID)) && !S_ISLNK(mode))
     check_errno(::fchmodat(at.dirfd->get(), at.backing.c_str(), mode & 07777, 0));

@@ -13,14 +13,22 @@ namespace {
 // One pattern per service family; std::regex is slow, so callers only ask for names that failed to decode (or
 // plain names that failed to look up), and a cheap substring test runs first.
 const std::regex& marker_pattern() {
-  static const std::regex re(R"(\.sync-conflict-[0-9]{8}-[0-9]{6}-[A-Z0-9]{7})"  // Syncthing
-                             R"(| \([^()/]*conflicted copy[^()/]*\))"            // Dropbox, Nextcloud, ownCloud >= 2.5
-                             R"(|_conflict-[0-9]{8}-[0-9]{6})",                  // ownCloud < 2.5
-                             std::regex::optimize);
+  static const std::regex re(
+      R"(\.sync-conflict-[0-9]{8}-[0-9]{6}-[A-Z0-9]{7})"                               // Syncthing
+      R"(| \([^()/]*conflicted copy[^()/]*\))"                                         // Dropbox, Nextcloud, ownCloud
+      R"(|_conflict-[0-9]{8}-[0-9]{6})"                                                // ownCloud < 2.5
+      R"(| \(conflict(?: #[0-9]+)?_on_[0-9]{4}-[0-9]{2}-[0-9]{2}(?:_was_deleted)?\))"  // unison -copyonconflict
+      R"(|~$)",                                                                        // rsync --backup
+      std::regex::optimize);
   return re;
 }
 
-bool may_hold_marker(std::string_view name) { return name.find("conflict") != std::string_view::npos; }
+bool may_hold_marker(std::string_view name) {
+  return name.find("conflict") != std::string_view::npos || name.ends_with('~');
+}
+
+// rsync appends its backup suffix to the whole name; the others put their marker before the extension.
+bool appended(std::string_view marker) { return marker == "~"; }
 
 size_t extension_start(std::string_view name) {
   size_t dot = name.rfind('.');
@@ -46,7 +54,7 @@ std::optional<ConflictCopy> parse_conflict_backing(std::string_view backing) {
 }
 
 std::string insert_conflict_marker(std::string_view name, std::string_view marker) {
-  size_t at = extension_start(name);
+  size_t at = appended(marker) ? name.size() : extension_start(name);
   std::string out(name.substr(0, at));
   out.append(marker);
   out.append(name.substr(at));
@@ -56,7 +64,7 @@ std::string insert_conflict_marker(std::string_view name, std::string_view marke
 std::string shown_conflict_name(std::string_view plain, std::string_view marker) {
   std::string shown = insert_conflict_marker(plain, marker);
   if (shown.size() <= format::kMaxPlainNameSize) return shown;
-  size_t at = extension_start(plain);
+  size_t at = appended(marker) ? plain.size() : extension_start(plain);
   std::string_view stem = plain.substr(0, at), ext = plain.substr(at);
   size_t keep = format::kMaxPlainNameSize > marker.size() + ext.size()
                     ? format::kMaxPlainNameSize - marker.size() - ext.size()
@@ -85,6 +93,20 @@ std::vector<std::string> conflict_backing_candidates(std::string_view original, 
   std::string appended = std::string(original) + std::string(marker);
   if (appended != out.front()) out.push_back(std::move(appended));
   return out;
+}
+
+bool is_sync_service_file(std::string_view n) {
+  if (n.empty() || (n[0] != '.' && n[0] != '~')) return false;  // encoded names never start with either
+  if (n == ".stfolder" || n == ".stignore" || n == ".stversions" || n == ".dropbox" || n == ".dropbox.attr" ||
+      n == ".dropbox.cache")
+    return true;
+  auto starts = [&](std::string_view p) { return n.substr(0, p.size()) == p; };
+  if ((starts(".syncthing.") || starts("~syncthing~")) && n.ends_with(".tmp")) return true;
+  if (starts(".sync_") && n.find(".db") != std::string_view::npos) return true;
+  if (n.ends_with("sync.log") || starts(".unison.")) return true;
+  // rsync's temp file while receiving NAME: ".NAME.XXXXXX", six letters or digits.
+  static const std::regex rsync_tmp(R"(\.[A-Za-z0-9_.-]+\.[A-Za-z0-9]{6})", std::regex::optimize);
+  return std::regex_match(n.begin(), n.end(), rsync_tmp);
 }
 
 std::optional<std::string> shown_name_of(int dirfd, std::string_view b, const DecryptName& decrypt, bool* undecodable,

@@ -108,11 +108,34 @@ TEST(FsckChecker, MissingDirectoryIvIsReportedAndNamesStillDecrypt) {
   // changed within the last day may still be waiting for its IV file from a sync service: fsck says so.
   const std::string line =
       "dir-iv-missing /docs/deep: directory IV file veilfs.diriv is missing (the mount derives it)";
+  const std::string proven = "; every name decrypts under the derived IV";
   EXPECT_EQ(v.check().sorted_lines(),
-            Lines{line + "; the directory changed within the last day: perhaps its IV file is still being synced"});
+            Lines{line + "; the directory changed within the last day: perhaps its IV file is still being synced" +
+                  proven + " (--repair writes it)"});
   const struct timespec old[2] = {{1600000000, 0}, {1600000000, 0}};
   ASSERT_EQ(::utimensat(AT_FDCWD, deep.c_str(), old, 0), 0);
-  EXPECT_EQ(v.check().sorted_lines(), Lines{line});
+  EXPECT_EQ(v.check().sorted_lines(), Lines{line + proven + " (--repair writes it)"});
+  // Proven by its names, the derived IV is written down by --repair; then the directory is clean.
+  Options repair;
+  repair.repair = true;
+  EXPECT_EQ(v.check(repair).sorted_lines(), Lines{line + proven + " [written]"});
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
+}
+
+// A directory whose names do not decrypt under the derived IV (renamed after its IV file was lost): fsck must not
+// write the derived IV, which would only make the wrong IV look right.
+TEST(FsckChecker, AnUnprovenDerivedIvIsNotWritten) {
+  TestVolume v;
+  populate(v);
+  const std::string deep = v.cipher_path("/docs/deep");
+  ASSERT_EQ(::unlink(v.abs(deep + "/veilfs.diriv").c_str()), 0);
+  ASSERT_EQ(::rename(v.abs(deep).c_str(), v.abs(v.cipher_path("/docs/moved")).c_str()), 0);
+  Options repair;
+  repair.repair = true;
+  Report r = v.check(repair);
+  EXPECT_FALSE(r.clean());
+  EXPECT_EQ(r.repaired_count, 0u);
+  EXPECT_FALSE(std::filesystem::exists(v.abs(v.cipher_path("/docs/moved") + "/veilfs.diriv")));
 }
 
 TEST(FsckChecker, OrphanedSidecarIsReportedThenRemovedByRepair) {

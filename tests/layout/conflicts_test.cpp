@@ -18,6 +18,13 @@ TEST(Conflicts, EveryServiceMarkerIsRecognizedInBackingNames) {
       {kEnc + " (conflicted copy 2026-12-02 101500)", kEnc, " (conflicted copy 2026-12-02 101500)"},
       {kEnc + " (Bob's conflicted copy 2026-12-02)", kEnc, " (Bob's conflicted copy 2026-12-02)"},
       {kEnc + "_conflict-20261202-101500", kEnc, "_conflict-20261202-101500"},
+      {kEnc + " (conflict_on_2026-12-02)", kEnc, " (conflict_on_2026-12-02)"},
+      {kEnc + " (conflict #1_on_2026-12-02)", kEnc, " (conflict #1_on_2026-12-02)"},
+      {kEnc + " (conflict_on_2026-12-02_was_deleted)", kEnc, " (conflict_on_2026-12-02_was_deleted)"},
+      {"veilfs.longname (conflict_on_2026-12-02).AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE", kLong,
+       " (conflict_on_2026-12-02)"},
+      {kEnc + "~", kEnc, "~"},
+      {kLong + "~", kLong, "~"},
       // Syncthing puts its marker before the extension: for a long name, before the hash.
       {"veilfs.longname.sync-conflict-20261202-101500-ABCDEFG.AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE", kLong,
        ".sync-conflict-20261202-101500-ABCDEFG"},
@@ -44,9 +51,11 @@ TEST(Conflicts, TheMarkerGoesBeforeThePlainExtensionAndComesOutAgain) {
   EXPECT_EQ(layout::insert_conflict_marker(".bashrc", m), ".bashrc" + m);  // a dotfile has no extension
   EXPECT_EQ(layout::insert_conflict_marker("a.tar.gz", " (conflicted copy 2026-12-02 101500)"),
             "a.tar (conflicted copy 2026-12-02 101500).gz");
+  EXPECT_EQ(layout::insert_conflict_marker("report.txt", "~"), "report.txt~");  // rsync appends
   for (std::string plain : {"report.txt", "Makefile", ".bashrc", "a.tar.gz", "x y (1).odt"}) {
     for (std::string marker :
-         {m, std::string(" (conflicted copy 2026-12-02 101500)"), std::string("_conflict-20261202-101500")}) {
+         {m, std::string(" (conflicted copy 2026-12-02 101500)"), std::string("_conflict-20261202-101500"),
+          std::string(" (conflict_on_2026-12-02)"), std::string("~")}) {
       auto split = layout::split_conflict_name(layout::insert_conflict_marker(plain, marker));
       ASSERT_TRUE(split) << plain << marker;
       EXPECT_EQ(split->first, plain);
@@ -54,6 +63,16 @@ TEST(Conflicts, TheMarkerGoesBeforeThePlainExtensionAndComesOutAgain) {
     }
   }
   EXPECT_FALSE(layout::split_conflict_name("report.txt"));
+}
+
+TEST(Conflicts, SyncToolsOwnFilesAreRecognized) {
+  for (const std::string& n : std::vector<std::string>{
+           ".stfolder", ".stignore", ".stversions", ".syncthing." + kEnc + ".tmp", "~syncthing~" + kEnc + ".tmp",
+           ".dropbox", ".dropbox.cache", ".sync_3f4e5d.db", ".sync_3f4e5d.db-wal", ".owncloudsync.log",
+           ".nextcloudsync.log", ".unison.x.tmp", "." + kEnc + ".a1B2c3", "." + kLong + ".Zz9Yy8"})
+    EXPECT_TRUE(layout::is_sync_service_file(n)) << n;
+  for (const std::string& n : std::vector<std::string>{kEnc, kLong, "veilfs.diriv", ".hidden", "." + kEnc, "stfolder"})
+    EXPECT_FALSE(layout::is_sync_service_file(n)) << n;
 }
 
 TEST(Conflicts, CandidatesArePlacementBeforeTheExtensionThenAtTheEnd) {

@@ -9,6 +9,8 @@
 //   Syncthing            .sync-conflict-YYYYMMDD-HHMMSS-<7-char device id>
 //   Dropbox, Nextcloud   " (conflicted copy YYYY-MM-DD HHMMSS)", " (<who>'s conflicted copy YYYY-MM-DD)"
 //   ownCloud (<2.5)      _conflict-YYYYMMDD-HHMMSS
+//   unison               " (conflict_on_YYYY-MM-DD)", " (conflict #N_on_...)", "..._was_deleted)" (-copyonconflict)
+//   rsync --backup       "~", appended to the whole name (not before the extension)
 #pragma once
 
 #include <functional>
@@ -50,6 +52,12 @@ std::optional<std::pair<std::string, std::string>> split_conflict_name(std::stri
 // The backing names a conflict copy of `original` with `marker` may have: where the service puts the marker,
 // then at the end (a service that appends).
 std::vector<std::string> conflict_backing_candidates(std::string_view original, std::string_view marker);
+
+// A file that a sync tool keeps in the folders it syncs, or writes while a transfer is in progress: Syncthing's
+// .stfolder, .stignore, .stversions, .syncthing.*.tmp and ~syncthing~*.tmp; Dropbox's .dropbox*; Nextcloud's and
+// ownCloud's .sync_*.db* and .*sync.log; unison's .unison.*; rsync's in-progress ".<name>.XXXXXX". Not an entry
+// of the volume: the mount hides it without a warning, fsck reports it as a notice.
+bool is_sync_service_file(std::string_view name);
 
 // The plain name an entry of a directory is shown under: decrypt() of its encoded name (a long name's: from its
 // sidecar), or, for a sync service's conflict copy, of its original's, with the marker put in (shown_conflict_name).
