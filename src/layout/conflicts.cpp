@@ -1,7 +1,6 @@
 #include "veilfs/layout/conflicts.hpp"
 
 #include <algorithm>
-#include <regex>
 
 #include "veilfs/format/constants.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
@@ -10,18 +9,69 @@
 namespace veil::layout {
 namespace {
 
-// One pattern per service family; std::regex is slow, so callers only ask for names that failed to decode (or
-// plain names that failed to look up), and a cheap substring test runs first.
-const std::regex& marker_pattern() {
-  static const std::regex re(
-      R"(\.sync-conflict-[0-9]{8}-[0-9]{6}-[A-Z0-9]{7})"                               // Syncthing
-      R"(| \([^()/]*conflicted copy[^()/]*\))"                                         // Dropbox, Nextcloud, ownCloud
-      R"(|_conflict-[0-9]{8}-[0-9]{6})"                                                // ownCloud < 2.5
-      R"(| \(conflict(?: #[0-9]+)?_on_[0-9]{4}-[0-9]{2}-[0-9]{2}(?:_was_deleted)?\))"  // unison -copyonconflict
-      R"(|~$)",                                                                        // rsync --backup
-      std::regex::optimize);
-  return re;
+// Hand-written matchers, one per service family (no std::regex: slow, and GCC 12 warns inside <regex> at -O1).
+// Each returns the length of its marker starting at name[i], or 0.
+class Scan {
+ public:
+  Scan(std::string_view s, size_t i) : s_(s), i_(i) {}
+  bool lit(std::string_view l) {
+    if (s_.substr(i_, l.size()) != l) return false;
+    i_ += l.size();
+    return true;
+  }
+  bool digits(size_t n) {
+    return run(n, [](char c) { return c >= '0' && c <= '9'; });
+  }
+  bool upper_alnum(size_t n) {
+    return run(n, [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z'); });
+  }
+  size_t pos() const { return i_; }
+
+ private:
+  template <class P>
+  bool run(size_t n, P ok) {
+    if (i_ + n > s_.size() || !std::all_of(s_.begin() + i_, s_.begin() + i_ + n, ok)) return false;
+    i_ += n;
+    return true;
+  }
+  std::string_view s_;
+  size_t i_;
+};
+
+size_t syncthing_at(std::string_view s, size_t i) {  // .sync-conflict-YYYYMMDD-HHMMSS-XXXXXXX
+  Scan c(s, i);
+  return c.lit(".sync-conflict-") && c.digits(8) && c.lit("-") && c.digits(6) && c.lit("-") && c.upper_alnum(7)
+             ? c.pos() - i
+             : 0;
 }
+
+size_t conflicted_copy_at(std::string_view s, size_t i) {  // " (... conflicted copy ...)": Dropbox, Nextcloud
+  if (s.substr(i, 2) != " (") return 0;
+  size_t close = s.find_first_of("()/", i + 2);
+  if (close == std::string_view::npos || s[close] != ')') return 0;
+  return s.substr(i + 2, close - i - 2).find("conflicted copy") == std::string_view::npos ? 0 : close + 1 - i;
+}
+
+size_t owncloud_at(std::string_view s, size_t i) {  // _conflict-YYYYMMDD-HHMMSS
+  Scan c(s, i);
+  return c.lit("_conflict-") && c.digits(8) && c.lit("-") && c.digits(6) ? c.pos() - i : 0;
+}
+
+size_t unison_at(std::string_view s, size_t i) {  // " (conflict[ #N]_on_YYYY-MM-DD[_was_deleted])"
+  Scan c(s, i);
+  if (!c.lit(" (conflict")) return 0;
+  if (c.lit(" #")) {
+    size_t start = c.pos();
+    while (c.digits(1)) {
+    }
+    if (c.pos() == start) return 0;
+  }
+  if (!(c.lit("_on_") && c.digits(4) && c.lit("-") && c.digits(2) && c.lit("-") && c.digits(2))) return 0;
+  c.lit("_was_deleted");
+  return c.lit(")") ? c.pos() - i : 0;
+}
+
+size_t rsync_backup_at(std::string_view s, size_t i) { return i + 1 == s.size() && s[i] == '~' ? 1 : 0; }
 
 bool may_hold_marker(std::string_view name) {
   return name.find("conflict") != std::string_view::npos || name.ends_with('~');
@@ -39,9 +89,11 @@ size_t extension_start(std::string_view name) {
 
 std::optional<ConflictMarker> find_conflict_marker(std::string_view name) {
   if (!may_hold_marker(name)) return std::nullopt;
-  std::match_results<std::string_view::const_iterator> m;
-  if (!std::regex_search(name.begin(), name.end(), m, marker_pattern())) return std::nullopt;
-  return ConflictMarker{static_cast<size_t>(m.position(0)), m.str(0)};
+  for (size_t i = 0; i < name.size(); ++i) {
+    for (auto at : {syncthing_at, conflicted_copy_at, owncloud_at, unison_at, rsync_backup_at})
+      if (size_t n = at(name, i)) return ConflictMarker{i, std::string(name.substr(i, n))};
+  }
+  return std::nullopt;
 }
 
 std::optional<ConflictCopy> parse_conflict_backing(std::string_view backing) {
@@ -105,8 +157,11 @@ bool is_sync_service_file(std::string_view n) {
   if (starts(".sync_") && n.find(".db") != std::string_view::npos) return true;
   if (n.ends_with("sync.log") || starts(".unison.")) return true;
   // rsync's temp file while receiving NAME: ".NAME.XXXXXX", six letters or digits.
-  static const std::regex rsync_tmp(R"(\.[A-Za-z0-9_.-]+\.[A-Za-z0-9]{6})", std::regex::optimize);
-  return std::regex_match(n.begin(), n.end(), rsync_tmp);
+  auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); };
+  auto name_char = [&](char c) { return alnum(c) || c == '_' || c == '-' || c == '.'; };
+  if (n.size() < 9 || n[0] != '.' || n[n.size() - 7] != '.') return false;
+  std::string_view tail = n.substr(n.size() - 6), middle = n.substr(1, n.size() - 8);
+  return std::all_of(tail.begin(), tail.end(), alnum) && std::all_of(middle.begin(), middle.end(), name_char);
 }
 
 std::optional<std::string> shown_name_of(int dirfd, std::string_view b, const DecryptName& decrypt, bool* undecodable,
