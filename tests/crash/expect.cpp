@@ -409,8 +409,9 @@ std::vector<Violation> fsck_violations(const std::string& dir, const SecretBytes
     fsck::Report first = fsck::Checker(*vol, {}).run();
     if (first.clean()) return out;
     const std::string copy = fresh_copy();
-    fsck::Options repair;
+    fsck::Options repair;  // everything fsck can repair: fsck --repair --delete-orphans
     repair.repair = true;
+    repair.delete_orphans = true;
     {
       auto v2 = Volume::open_with_master_key(copy, master);
       fsck::Checker(*v2, repair).run();
@@ -419,7 +420,8 @@ std::vector<Violation> fsck_violations(const std::string& dir, const SecretBytes
     fsck::Report after = fsck::Checker(*v3, {}).run();
     if (after.clean()) return out;
     for (const auto& p : after.problems)
-      out.push_back({"FSCK", p.path, p.detail + " (left by fsck --repair)", std::string(fsck::kind_name(p.kind))});
+      if (!fsck::is_notice(p.kind))
+        out.push_back({"FSCK", p.path, p.detail + " (left by fsck --repair)", std::string(fsck::kind_name(p.kind))});
   } catch (const std::exception& x) {
     out.push_back({"FSCK", "/", "fsck fails: " + what_of(x), "error"});
   }
@@ -438,6 +440,9 @@ std::vector<Violation> check_state(const std::string& dir, int m, const CheckSet
     if (opened.empty()) return out;
     key = &opened;
   }
+  // fsck first, on the state exactly as the crash left it: the mount's code writes what it derives (a missing
+  // directory IV file) while it reads.
+  const std::vector<Violation> fsck_found = fsck_violations(dir, *key, fresh_copy);
   std::unique_ptr<Volume> vol;
   try {
     vol = Volume::open_with_master_key(dir, *key);
@@ -464,8 +469,7 @@ std::vector<Violation> check_state(const std::string& dir, int m, const CheckSet
       out.back().detail += " {daemon warnings: " + w + "}";
     }
   }
-  auto f = fsck_violations(dir, *key, fresh_copy);
-  out.insert(out.end(), f.begin(), f.end());
+  out.insert(out.end(), fsck_found.begin(), fsck_found.end());
   return out;
 }
 
