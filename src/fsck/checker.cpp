@@ -117,9 +117,9 @@ bool is_notice(ProblemKind k) {
 std::string Problem::line() const {
   std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
   if (repaired)
-    s += kind == ProblemKind::ConflictCopy   ? " [renamed]"
-         : kind == ProblemKind::DirIvMissing ? " [written]"
-                                             : " [removed]";
+    s += kind == ProblemKind::ConflictCopy                                    ? " [renamed]"
+         : kind == ProblemKind::DirIvMissing || kind == ProblemKind::DirIvBad ? " [written]"
+                                                                              : " [removed]";
   return s;
 }
 
@@ -264,7 +264,24 @@ void Checker::check_dir_entries(std::vector<std::unique_ptr<Dir>>& stack) {
     } catch (const Error& e) {
       std::string why =
           e.kind() == ErrorKind::Io ? "cannot be read: " + errno_text(e.sys_errno()) : "is not a 16-byte regular file";
-      add(ProblemKind::DirIvBad, d.path, d.cipher_path, "directory IV file veilfs.diriv " + why);
+      // Torn by a crash (mkdir writes it in place): like a missing one, replaced when the names prove the IV.
+      bool repaired = false;
+      if (e.kind() == ErrorKind::Corrupt && fallback && derived_iv_is_proven(d.fd.get(), *fallback)) {
+        why += "; every name decrypts under the derived IV";
+        struct stat ivst {};
+        const bool regular =
+            ::fstatat(d.fd.get(), "veilfs.diriv", &ivst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(ivst.st_mode);
+        if (opt_.repair && regular) {
+          try {
+            layout::write_dir_iv(d.fd.get(), *fallback);
+            repaired = true;
+          } catch (const Error&) {
+          }
+        } else if (regular) {
+          why += " (--repair writes it)";
+        }
+      }
+      add(ProblemKind::DirIvBad, d.path, d.cipher_path, "directory IV file veilfs.diriv " + why, repaired);
       d.iv = fallback;
     }
     check_xattrs(d.fd.get(), d.path, d.cipher_path);

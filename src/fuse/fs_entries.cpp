@@ -174,16 +174,23 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
     }
   }
   layout::add_name_sidecar(undo, fd2, to.backing, to.encoded, /*must_be_new=*/false);
+  // A long symlink target lives next to its entry: in place under the new name before the rename, so that no
+  // crash leaves the moved symlink without it (an exchange of two swaps them after, each side stays readable).
+  std::optional<layout::StagedLinkSidecar> staged;
+  if (s_long && !(exchange && d_long)) staged = layout::stage_link_sidecar(undo, fd1, from.backing, fd2, to.backing);
+  std::optional<layout::StagedLinkSidecar> staged_back;
+  if (exchange && d_long && !s_long) staged_back = layout::stage_link_sidecar(undo, fd2, to.backing, fd1, from.backing);
   check_errno(::renameat2(fd1, from.backing.c_str(), fd2, to.backing.c_str(), flags));
   undo.dismiss();
   if (!exchange) layout::remove_name_sidecar(fd1, from.backing);
 
-  // Long symlink targets live next to their entry: move them with it.
-  if (exchange)
-    layout::exchange_link_sidecars(fd1, from.backing, s_long, fd2, to.backing, d_long);
-  else if (s_long)
-    layout::move_link_sidecar(fd1, from.backing, fd2, to.backing);
-  else if (d_long)
+  if (staged)
+    layout::finish_link_sidecar_move(fd1, from.backing, fd2, *staged);
+  else if (staged_back)
+    layout::finish_link_sidecar_move(fd2, to.backing, fd1, *staged_back);
+  else if (exchange && s_long && d_long)
+    layout::exchange_link_sidecars(fd1, from.backing, true, fd2, to.backing, true);
+  else if (d_long && !exchange)
     layout::remove_link_sidecar(fd2, to.backing);
 
   if (n1) table_.set_location(*n1, *to.dir, to.backing);

@@ -275,6 +275,9 @@ EntryUndo::~EntryUndo() {
         // was recorded too and runs first.
         ok = ::unlinkat(it->dirfd, it->name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT;
         break;
+      case Kind::Renamed:
+        ok = ::renameat(it->dirfd, it->to.c_str(), it->dirfd, it->name.c_str()) == 0;
+        break;
       case Kind::DirIv:
         try {
           restore_dir_iv(it->dirfd, it->name, it->iv, it->access);
@@ -292,10 +295,17 @@ EntryUndo::~EntryUndo() {
   }
 }
 
-void EntryUndo::created_file(int dirfd, std::string name) { steps_.push_back({Kind::File, dirfd, std::move(name)}); }
-void EntryUndo::created_dir(int dirfd, std::string name) { steps_.push_back({Kind::Dir, dirfd, std::move(name)}); }
+void EntryUndo::created_file(int dirfd, std::string name) {
+  steps_.push_back({Kind::File, dirfd, std::move(name), {}, {}, {}});
+}
+void EntryUndo::created_dir(int dirfd, std::string name) {
+  steps_.push_back({Kind::Dir, dirfd, std::move(name), {}, {}, {}});
+}
+void EntryUndo::renamed(int dirfd, std::string from, std::string to) {
+  steps_.push_back({Kind::Renamed, dirfd, std::move(from), {}, {}, std::move(to)});
+}
 void EntryUndo::stripped_dir_iv(int parentfd, std::string dir, const DirIv& iv, Access a) {
-  steps_.push_back({Kind::DirIv, parentfd, std::move(dir), iv, a});
+  steps_.push_back({Kind::DirIv, parentfd, std::move(dir), iv, a, {}});
 }
 
 void add_name_sidecar(EntryUndo& undo, int dirfd, std::string_view backing, std::string_view encoded,
@@ -315,6 +325,10 @@ void add_name_sidecar(EntryUndo& undo, int dirfd, std::string_view backing, std:
   }
   undo.created_file(dirfd, side);
   pwrite_full(fd.get(), bytes_of(encoded), 0);
+  // On disk, name and contents, before the entry it names: a crash must not leave the entry with an empty or
+  // missing sidecar (a lost name). Two syncs, but only for long names.
+  if (::fdatasync(fd.get()) != 0) throw_errno("fsync name sidecar");
+  fsync_dir(dirfd);
 }
 
 bool link_target_is_long(std::string_view stored) { return stored.size() > kMaxInlineLinkSize; }
@@ -325,6 +339,10 @@ std::string add_link_target(EntryUndo& undo, int dirfd, std::string_view backing
   ::unlinkat(dirfd, side.c_str(), 0);  // an orphan from a crash
   write_new_file(dirfd, side, bytes_of(stored), 0444);
   undo.created_file(dirfd, side);
+  // On disk before the symlink that points at it: a crash must not leave the symlink with an empty target.
+  UniqueFd fd(::openat(dirfd, side.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd || ::fdatasync(fd.get()) != 0) throw_errno("fsync link sidecar");
+  fsync_dir(dirfd);
   return str(kLongLinkMarker);
 }
 
@@ -347,6 +365,12 @@ bool has_conflict_copies(int dirfd, std::string_view backing) {
 
 void remove_name_sidecar(int dirfd, std::string_view backing) {
   if (!is_long_name(backing)) return;
+  // The entry's removal (or rename away) on disk first: a crash must not leave the entry without its name.
+  try {
+    fsync_dir(dirfd);
+  } catch (const Error&) {
+    return;  // an orphaned sidecar is harmless, a lost name is not
+  }
   // A sync service's conflict copy of this entry still needs the name (a scan, but long names are rare).
   try {
     if (has_conflict_copies(dirfd, backing)) return;
@@ -357,12 +381,47 @@ void remove_name_sidecar(int dirfd, std::string_view backing) {
 }
 
 void remove_link_sidecar(int dirfd, std::string_view backing) {
+  // As for name sidecars: the symlink's removal on disk first (only symlinks with long targets get here).
+  struct stat st;
+  if (::fstatat(dirfd, link_sidecar_of(backing).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return;
+  try {
+    fsync_dir(dirfd);
+  } catch (const Error&) {
+    return;
+  }
   ::unlinkat(dirfd, link_sidecar_of(backing).c_str(), 0);
 }
 
 void remove_side_files(int dirfd, std::string_view backing, bool symlink) {
   remove_name_sidecar(dirfd, backing);
   if (symlink) remove_link_sidecar(dirfd, backing);
+}
+
+StagedLinkSidecar stage_link_sidecar(EntryUndo& undo, int fromfd, std::string_view from, int tofd,
+                                     std::string_view to) {
+  const std::string side_from = link_sidecar_of(from), side_to = link_sidecar_of(to);
+  StagedLinkSidecar staged;
+  const std::string tmp = temp_name_for(side_to);
+  if (::linkat(fromfd, side_from.c_str(), tofd, tmp.c_str(), 0) != 0) throw_errno("link link sidecar");
+  undo.created_file(tofd, tmp);
+  struct stat st;  // `to` a symlink with a long target too: its own is kept aside until the rename is done
+  if (::fstatat(tofd, side_to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    staged.kept = temp_name_for(side_to);
+    if (::linkat(tofd, side_to.c_str(), tofd, staged.kept.c_str(), 0) != 0) throw_errno("link link sidecar");
+    undo.created_file(tofd, staged.kept);
+  }
+  if (::renameat(tofd, tmp.c_str(), tofd, side_to.c_str()) != 0) throw_errno("rename link sidecar");
+  fsync_dir(tofd);  // in place before the symlink's rename (long targets only)
+  if (staged.kept.empty())
+    undo.created_file(tofd, side_to);
+  else
+    undo.renamed(tofd, side_to, staged.kept);  // the undo puts `to`'s own back
+  return staged;
+}
+
+void finish_link_sidecar_move(int fromfd, std::string_view from, int tofd, const StagedLinkSidecar& staged) {
+  if (!staged.kept.empty()) ::unlinkat(tofd, staged.kept.c_str(), 0);
+  remove_link_sidecar(fromfd, from);
 }
 
 void move_link_sidecar(int fromfd, std::string_view from, int tofd, std::string_view to) {

@@ -151,7 +151,7 @@ TEST(Crash, CreateRenameUnlinkShortAndLongNames) {
   w.fsync("");
   w.unlink(lold);
   w.fsync("");
-  VEILFS_CRASH_EXPLORE(x, kKnown);
+  VEILFS_CRASH_EXPLORE(x, kClean);
 }
 
 TEST(Crash, LongSymlinkTargets) {
@@ -175,7 +175,7 @@ TEST(Crash, LongSymlinkTargets) {
   w.fsync("");
   w.unlink("s-old");
   w.fsync("");
-  VEILFS_CRASH_EXPLORE(x, kKnown);
+  VEILFS_CRASH_EXPLORE(x, kClean);
 }
 
 TEST(Crash, Directories) {
@@ -210,7 +210,7 @@ TEST(Crash, Directories) {
   w.fsync("");
   w.rename("keep", "kept");
   w.fsync("");
-  VEILFS_CRASH_EXPLORE(x, kKnown);
+  VEILFS_CRASH_EXPLORE(x, kClean);
 }
 
 // sqlite's rollback journal (journal_mode=DELETE, synchronous=FULL): write the journal, fdatasync it (sqlite's
@@ -268,7 +268,7 @@ TEST(Crash, GitLikeObjects) {
   w.rename(tmp, "objects/ab/0123456789abcdef0123456789abcdef012345");
   w.fsync("objects/ab");
   w.fsync("objects");
-  VEILFS_CRASH_EXPLORE(x, kKnown);
+  VEILFS_CRASH_EXPLORE(x, kClean);
 }
 
 // veilkey rewrites the config (temp file, fsync, rename, fsync of the directory); files are untouched.

@@ -125,16 +125,18 @@ class EntryUndo {
   void created_file(int dirfd, std::string name);  // a file, symlink, node or sidecar: unlink it
   void created_dir(int dirfd, std::string name);   // a directory: rmdir it (harmless if something went in)
   void stripped_dir_iv(int parentfd, std::string dir, const DirIv& iv, Access a);  // put the IV file back
+  void renamed(int dirfd, std::string from, std::string to);                       // rename it back
   void dismiss() { steps_.clear(); }
 
  private:
-  enum class Kind { File, Dir, DirIv };
+  enum class Kind { File, Dir, DirIv, Renamed };
   struct Step {
     Kind kind;
     int dirfd;
     std::string name;
     DirIv iv{};
     Access access{};
+    std::string to;  // Renamed: where `name` went
   };
   std::vector<Step> steps_;
   std::function<void(const std::string&)> on_failure_;
@@ -160,8 +162,15 @@ void remove_side_files(int dirfd, std::string_view backing, bool symlink);
 void remove_name_sidecar(int dirfd, std::string_view backing);
 bool has_conflict_copies(int dirfd, std::string_view backing);  // a scan of the directory
 void remove_link_sidecar(int dirfd, std::string_view backing);
-// After a rename of an entry with a long symlink target: the sidecar follows (exchange: both swap).
-void move_link_sidecar(int fromfd, std::string_view from, int tofd, std::string_view to);
+// Before symlink `from` (with a long target) is renamed to `to`: its sidecar is linked under `to`'s sidecar name
+// first (atomically replacing one `to` may have, kept aside for the undo), so that no crash leaves the moved
+// symlink without its target; `from` keeps its own until finish_link_sidecar_move(), after the rename.
+struct StagedLinkSidecar {
+  std::string kept;  // `to`'s previous sidecar, under a temp name (empty: there was none)
+};
+StagedLinkSidecar stage_link_sidecar(EntryUndo& undo, int fromfd, std::string_view from, int tofd, std::string_view to);
+void finish_link_sidecar_move(int fromfd, std::string_view from, int tofd, const StagedLinkSidecar& staged);
+void move_link_sidecar(int fromfd, std::string_view from, int tofd, std::string_view to);  // after an exchange
 void exchange_link_sidecars(int fd1, std::string_view b1, bool long1, int fd2, std::string_view b2, bool long2);
 
 // ---------------------------------------------------------------------------------------------------------
