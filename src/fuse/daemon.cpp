@@ -112,7 +112,12 @@ int mount_body(int argc, char** argv) {
 
   // Modes arrive with the caller's umask already applied; ours must not apply a second time.
   ::umask(0);
-  return run_session(fs, so);
+  const int rc = run_session(fs, so);
+  // libfuse has printed its reason ("fuse: mount failed: ..."); say what it was about.
+  if (rc == cli::kExitMount)
+    std::fprintf(stderr, "veilfs: mounting %s on %s failed (the reason from libfuse is above)\n", cipherdir_arg.c_str(),
+                 mountpoint_arg.c_str());
+  return rc;
 }
 
 }  // namespace

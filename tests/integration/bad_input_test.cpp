@@ -212,6 +212,16 @@ TEST_F(BadInput, UnknownMountOptionsAreRefusedBeforeThePassphraseIsRead) {
   for (pid_t p : pids) wait_gone(p, std::chrono::seconds(20));
 }
 
+// An option libfuse accepts but the kernel refuses at mount time: libfuse's reason, then ours, exit 15.
+TEST_F(BadInput, AFailedMountSaysWhatFailed) {
+  auto r = veilfs({"--passfile", vol_.passfile, "-o", "blkdev", vol_.cipher, vol_.mnt});
+  EXPECT_EQ(r.status, 15) << r.output;
+  EXPECT_NE(r.output.find("Block device required"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("veilfs: mounting " + vol_.cipher + " on " + vol_.mnt + " failed"), std::string::npos)
+      << r.output;
+  EXPECT_FALSE(is_mountpoint(vol_.mnt));
+}
+
 TEST_F(BadInput, NoPermissionAsAnOrdinaryUser) {
   // Under /tmp, not the build tree: the ordinary user must be able to reach it.
   char tmpl[] = "/tmp/veilfs-badinput-XXXXXX";
