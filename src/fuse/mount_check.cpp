@@ -188,6 +188,12 @@ std::string mountpoint_problem(const std::string& path, bool allow_nonempty) {
 
 std::string fuse_options_problem(const std::vector<std::string>& fuse_args,
                                  const std::vector<std::string>& user_options) {
+  // libfuse accepts max_read=, but with the low-level API the daemon's INIT handler must repeat it, and ours does
+  // not: libfuse then ends the session at the kernel's first request ("init() and fuse_session_new() requested
+  // different maximum read size"), after a background veilfs has already reported success.
+  for (const auto& opt : user_options)
+    if (opt.rfind("max_read=", 0) == 0)
+      return "-o " + opt + ": not supported by veilfs yet (the mount would end at once, at the kernel's INIT)";
   const std::string all = libfuse_refusal(fuse_args);
   if (all.empty()) return "";
   std::string bad;
