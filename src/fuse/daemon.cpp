@@ -11,7 +11,7 @@
 #include "fuse/fuse_api.hpp"
 #include "fuse/log.hpp"
 #include "fuse/mount_check.hpp"
-#include "fuse/ops.hpp"
+#include "fuse/session.hpp"
 #include "fuse/options.hpp"
 #include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
