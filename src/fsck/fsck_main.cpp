@@ -75,110 +75,107 @@ void raise_fd_limit() {
 }  // namespace
 
 int fsck_main(int argc, char** argv) {
-  return cli::run_guarded(
-      "veilfs fsck", [&]() -> int {
-        po::options_description opts(kUsage);
-        std::string passfile, extpass, keyfile, cipherdir;
-        opts.add_options()                                                                                          //
-            ("help,h", "show this help")                                                                            //
-            ("passfile", po::value(&passfile)->value_name("FILE"), "read the passphrase from FILE (first line)")    //
-            ("extpass", po::value(&extpass)->value_name("CMD"), "run CMD and read the passphrase from its output")  //
-            ("keyfile", po::value(&keyfile)->value_name("FILE"), "use the whole contents of FILE as the secret")    //
-            ("repair", "remove leftover temporary files, printing each removal")                                    //
-            ("delete-orphans",
-             "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
-             "still filling in: the entry may yet arrive, and the deletion syncs to every copy)")  //
-            ("rename-conflicts",
-             "with --repair, give each sync conflict copy an ordinary encrypted name: the name the mount shows it "
-             "under")  //
-            ("quiet,q", "print only problems and repairs (no progress line, no summary)");
-        po::options_description hidden;
-        hidden.add_options()("cipherdir", po::value(&cipherdir));
-        po::options_description all;
-        all.add(opts).add(hidden);
-        po::positional_options_description pos;
-        pos.add("cipherdir", 1);
-        po::variables_map vm;
-        try {
-          po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
-          po::notify(vm);
-        } catch (const po::error& e) {
-          std::fprintf(stderr, "veilfs fsck: %s\n", e.what());
-          return cli::kExitUsage;
-        }
-        if (vm.count("help")) {
-          std::cout << opts << "\n";
-          return cli::kExitOk;
-        }
-        if (cipherdir.empty()) {
-          std::fprintf(stderr, "veilfs fsck: missing CIPHERDIR (see --help)\n");
-          return cli::kExitUsage;
-        }
-        const bool quiet = vm.count("quiet") > 0;
-        cli::SecretSource src;
-        if (vm.count("keyfile")) src.keyfile = keyfile;
-        if (vm.count("passfile")) src.passfile = passfile;
-        if (vm.count("extpass")) src.extpass = extpass;
-        cli::check_single_source(src);
-        disable_core_dumps();
-        raise_fd_limit();
+  return cli::run_guarded("veilfs fsck", [&]() -> int {
+    po::options_description opts(kUsage);
+    std::string passfile, extpass, keyfile, cipherdir;
+    opts.add_options()("help,h", "show this help")("passfile", po::value(&passfile)->value_name("FILE"),
+                                                   "read the passphrase from FILE (first line)")(
+        "extpass", po::value(&extpass)->value_name("CMD"), "run CMD and read the passphrase from its output")(
+        "keyfile", po::value(&keyfile)->value_name("FILE"), "use the whole contents of FILE as the secret")(
+        "repair", "remove leftover temporary files, printing each removal")(
+        "delete-orphans",
+        "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
+        "still filling in: the entry may yet arrive, and the deletion syncs to every copy)")(
+        "rename-conflicts",
+        "with --repair, give each sync conflict copy an ordinary encrypted name: the name the mount shows it under")(
+        "quiet,q", "print only problems and repairs (no progress line, no summary)");
+    po::options_description hidden;
+    hidden.add_options()("cipherdir", po::value(&cipherdir));
+    po::options_description all;
+    all.add(opts).add(hidden);
+    po::positional_options_description pos;
+    pos.add("cipherdir", 1);
+    po::variables_map vm;
+    try {
+      po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+      po::notify(vm);
+    } catch (const po::error& e) {
+      std::fprintf(stderr, "veilfs fsck: %s\n", e.what());
+      return cli::kExitUsage;
+    }
+    if (vm.count("help")) {
+      std::cout << opts << "\n";
+      return cli::kExitOk;
+    }
+    if (cipherdir.empty()) {
+      std::fprintf(stderr, "veilfs fsck: missing CIPHERDIR (see --help)\n");
+      return cli::kExitUsage;
+    }
+    const bool quiet = vm.count("quiet") > 0;
+    Options opt;
+    opt.repair = vm.count("repair") > 0;
+    opt.delete_orphans = vm.count("delete-orphans") > 0;
+    opt.rename_conflicts = vm.count("rename-conflicts") > 0;
+    if ((opt.delete_orphans || opt.rename_conflicts) && !opt.repair) {  // a usage error: before the passphrase
+      std::fprintf(stderr, "veilfs fsck: --delete-orphans and --rename-conflicts need --repair\n");
+      return cli::kExitUsage;
+    }
+    cli::SecretSource src;
+    if (vm.count("keyfile")) src.keyfile = keyfile;
+    if (vm.count("passfile")) src.passfile = passfile;
+    if (vm.count("extpass")) src.extpass = extpass;
+    cli::check_single_source(src);
+    disable_core_dumps();
+    raise_fd_limit();
 
-        // Before the passphrase is asked: a missing dir, no config or a newer format fail at once (a corrupt config
-        // is reported below, as the problem it is).
-        try {
-          cli::preflight_volume(cipherdir);
-        } catch (const Error& e) {
-          if (e.kind() != ErrorKind::Corrupt) throw;
-        }
-        SecretBytes secret = cli::read_secret(src, "Passphrase: ");
+    // Before the passphrase is asked: a missing dir, no config or a newer format fail at once (a corrupt config
+    // is reported below, as the problem it is).
+    try {
+      cli::preflight_volume(cipherdir);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Corrupt) throw;
+    }
+    SecretBytes secret = cli::read_secret(src, "Passphrase: ");
 
-        ProgressLine bar(!quiet && ::isatty(STDERR_FILENO) == 1);
-        Options opt;
-        opt.repair = vm.count("repair") > 0;
-        opt.delete_orphans = vm.count("delete-orphans") > 0;
-        opt.rename_conflicts = vm.count("rename-conflicts") > 0;
-        if ((opt.delete_orphans || opt.rename_conflicts) && !opt.repair) {
-          std::fprintf(stderr, "veilfs fsck: --delete-orphans and --rename-conflicts need --repair\n");
-          return cli::kExitUsage;
-        }
-        opt.max_kept_problems = 0;  // printed as found: memory stays bounded on a badly damaged volume
-        opt.on_problem = [&](const Problem& p) {
-          bar.clear();
-          std::printf("%s\n", p.line().c_str());
-          std::fflush(stdout);
-        };
-        opt.on_repair = [&](const std::string& cipher_path) {
-          bar.clear();
-          std::printf("repair: removed %s\n", cipher_path.c_str());
-          std::fflush(stdout);
-        };
-        opt.on_progress = [&](const Stats& s) { bar.update(s); };
-        Report r;
-        try {
-          r = check_volume(cipherdir, secret.span(), opt);
-        } catch (const Error& e) {
-          cli::rethrow_at(cipherdir, e);
-        }
-        bar.clear();
-        if (!r.config_ok) return cli::kExitCorrupt;
-        const uint64_t left = r.problem_count - r.repaired_count;
-        if (!quiet) {
-          std::printf("veilfs fsck: %llu directories, %llu files, %llu symlinks, %llu other; %.1f MiB verified; ",
-                      static_cast<unsigned long long>(r.stats.dirs), static_cast<unsigned long long>(r.stats.files),
-                      static_cast<unsigned long long>(r.stats.symlinks),
-                      static_cast<unsigned long long>(r.stats.others), static_cast<double>(r.stats.bytes) / (1 << 20));
-          if (r.problem_count == 0)
-            std::printf("clean");
-          else
-            std::printf("%llu problem(s), %llu repaired", static_cast<unsigned long long>(r.problem_count),
-                        static_cast<unsigned long long>(r.repaired_count));
-          if (r.notice_count)
-            std::printf("; %llu sync conflict cop%s to resolve", static_cast<unsigned long long>(r.notice_count),
-                        r.notice_count == 1 ? "y" : "ies");
-          std::printf("\n");
-        }
-        return left == 0 ? cli::kExitOk : cli::kExitFsckDamage;
-      });
+    ProgressLine bar(!quiet && ::isatty(STDERR_FILENO) == 1);
+    opt.max_kept_problems = 0;  // printed as found: memory stays bounded on a badly damaged volume
+    opt.on_problem = [&](const Problem& p) {
+      bar.clear();
+      std::printf("%s\n", p.line().c_str());
+      std::fflush(stdout);
+    };
+    opt.on_repair = [&](const std::string& cipher_path) {
+      bar.clear();
+      std::printf("repair: removed %s\n", cipher_path.c_str());
+      std::fflush(stdout);
+    };
+    opt.on_progress = [&](const Stats& s) { bar.update(s); };
+    Report r;
+    try {
+      r = check_volume(cipherdir, secret.span(), opt);
+    } catch (const Error& e) {
+      cli::rethrow_at(cipherdir, e);
+    }
+    bar.clear();
+    if (!r.config_ok) return cli::kExitCorrupt;
+    const uint64_t left = r.problem_count - r.repaired_count;
+    if (!quiet) {
+      std::printf("veilfs fsck: %llu directories, %llu files, %llu symlinks, %llu other; %.1f MiB verified; ",
+                  static_cast<unsigned long long>(r.stats.dirs), static_cast<unsigned long long>(r.stats.files),
+                  static_cast<unsigned long long>(r.stats.symlinks), static_cast<unsigned long long>(r.stats.others),
+                  static_cast<double>(r.stats.bytes) / (1 << 20));
+      if (r.problem_count == 0)
+        std::printf("clean");
+      else
+        std::printf("%llu problem(s), %llu repaired", static_cast<unsigned long long>(r.problem_count),
+                    static_cast<unsigned long long>(r.repaired_count));
+      if (r.notice_count)
+        std::printf("; %llu sync conflict cop%s to resolve", static_cast<unsigned long long>(r.notice_count),
+                    r.notice_count == 1 ? "y" : "ies");
+      std::printf("\n");
+    }
+    return left == 0 ? cli::kExitOk : cli::kExitFsckDamage;
+  });
 }
 
 }  // namespace veil::fsck

@@ -147,6 +147,8 @@ TEST_F(BadInput, CipherDirs) {
   check("fsck missing", veilfs({"fsck", r + "/nosuchdir", "--extpass", extpass_}), 11,
         {r + "/nosuchdir: the cipher dir does not exist"});
   check("fsck not a volume", veilfs({"fsck", r + "/empty", "--extpass", extpass_}), 11, {"not a veilfs volume"});
+  check("fsck usage error", veilfs({"fsck", vol_.cipher, "--delete-orphans", "--extpass", extpass_}), 2,
+        {"--delete-orphans and --rename-conflicts need --repair"});
 }
 
 TEST_F(BadInput, SecretSources) {
