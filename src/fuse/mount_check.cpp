@@ -204,7 +204,7 @@ std::string fuse_options_problem(const std::vector<std::string>& fuse_args,
   }
   if (bad.empty()) return "mount options refused by libfuse: " + all;
   return "unknown or invalid mount option: " + bad + ". veilfs's own -o options are passfile=, extpass=, keyfile=, " +
-         "allow_other, shared_storage, ro, rw, debug and nonempty; the rest are FUSE's (mount.fuse3(8))";
+         "allow_other, shared_storage, badname=, ro, rw, debug and nonempty; the rest are FUSE's (mount.fuse3(8))";
 }
 
 }  // namespace veil::fuse

@@ -92,9 +92,9 @@ std::string usage_text() {
        "--passfile, --extpass, standard input when it is not a terminal, or the terminal.\n"
        "Unmount with `fusermount3 -u MOUNTPOINT`.\n\n"
     << visible_options()
-    << "\n-o debug, -o nonempty and -o shared_storage are --debug, --nonempty and --shared-storage. Other -o\n"
-       "options are FUSE's (see mount.fuse3(8)): each is checked before the passphrase is read, and an unknown one\n"
-       "is refused (exit 2).\n"
+    << "\n-o debug, -o nonempty, -o shared_storage and -o badname=GLOB are --debug, --nonempty, --shared-storage\n"
+       "and --badname GLOB. Other -o options are FUSE's (see mount.fuse3(8)): each is checked before the\n"
+       "passphrase is read, and an unknown one is refused (exit 2).\n"
        "The mountpoint must be an empty directory that is not already a mount (else exit 15; --nonempty\n"
        "overrides). A dead mount (\"Transport endpoint is not connected\") needs `fusermount3 -u MOUNTPOINT`.\n"
        "\nExit codes: 0 ok, 1 other error, 2 usage (also a conflicting or unusable secret option or -o option),\n"
