@@ -17,8 +17,8 @@ _veilfs_words() {
   done
 }
 
-_veilfs_mount_options='passfile= extpass= keyfile= allow_other ro debug default_permissions noatime nodiratime
-relatime nodev nosuid noexec max_read= fsname= subtype='
+_veilfs_mount_options='passfile= extpass= keyfile= allow_other ro debug nonempty default_permissions noatime
+nodiratime nodev nosuid noexec fsname= subtype='
 
 # _veilfs_paths -f|-d WORD: files or directories completing WORD as typed (a leading quote and backslashed
 # blanks taken out, as bash's filename quoting puts them in).
@@ -89,8 +89,8 @@ _veilfs() {
     if ((fsck)); then
       mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --repair --delete-orphans --rename-conflicts -q --quiet -h --help' -- "$cur")
     else
-      mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --shared-storage --badname --passfile --extpass
-        --keyfile -o --options -h --help -V --version' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --shared-storage --badname
+        --nonempty --passfile --extpass --keyfile -o --options -h --help -V --version' -- "$cur")
     fi
     return
   fi

@@ -32,8 +32,8 @@ _veilkey() {
   local cur=${COMP_WORDS[COMP_CWORD]} word=${_vw[_vc]} prev=''
   [[ $cur == = ]] && cur=''
   ((_vc > 0)) && prev=${_vw[_vc - 1]}
-  local valued='--passfile --extpass --keyfile --new-passfile --new-extpass --new-keyfile --cipher --block-size
-    --kdf-memory --kdf-ops --slot --recovery-code-file'
+  local valued='--passfile --extpass --keyfile --new-passfile --new-extpass --new-keyfile --new-random-keyfile
+    --random-keyfile --cipher --block-size --kdf-memory --kdf-ops --slot --recovery-code-file'
 
   # The command, slot's subcommand, and the first directory given (for --slot's ids).
   local cmd='' sub='' dir='' w
@@ -62,7 +62,8 @@ _veilkey() {
     opt=$prev
   fi
   case $opt in
-    --passfile | --keyfile | --new-passfile | --new-keyfile | --recovery-code-file)
+    --passfile | --keyfile | --new-passfile | --new-keyfile | --new-random-keyfile | --random-keyfile | \
+      --recovery-code-file)
       _veilkey_paths -f "$cur"
       return
       ;;
@@ -79,7 +80,7 @@ _veilkey() {
       return
       ;;
     --kdf-memory)
-      mapfile -t COMPREPLY < <(compgen -W '67108864 268435456 1073741824' -- "$cur")
+      mapfile -t COMPREPLY < <(compgen -W '64M 256M 1G' -- "$cur")
       return
       ;;
     --kdf-ops)
@@ -98,7 +99,8 @@ _veilkey() {
   esac
 
   if [[ -z $cmd ]]; then
-    mapfile -t COMPREPLY < <(compgen -W 'init passwd slot info export-key recover help -h --help' -- "$cur")
+    mapfile -t COMPREPLY < <(compgen -W 'init passwd slot info export-key recover help -h --help -V --version' \
+      -- "$cur")
     return
   fi
   if [[ $cmd == slot && -z $sub ]]; then
@@ -107,10 +109,10 @@ _veilkey() {
   fi
 
   if [[ $cur == -* ]]; then
-    local secret='--passfile --extpass --keyfile' new='--new-passfile --new-extpass --new-keyfile'
+    local secret='--passfile --extpass --keyfile' new='--new-passfile --new-extpass --new-keyfile --new-random-keyfile'
     local kdf='--kdf-memory --kdf-ops' opts=''
     case $cmd${sub:+ $sub} in
-      init) opts="$secret --cipher --block-size --no-recovery-code $kdf" ;;
+      init) opts="$secret --random-keyfile --cipher --block-size --no-recovery-code $kdf" ;;
       passwd | 'slot add') opts="$secret $new $kdf" ;;
       'slot remove') opts="--slot $secret" ;;
       info) opts='--json' ;;

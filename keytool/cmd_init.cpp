@@ -3,9 +3,15 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "keytool.hpp"
+#include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/format/block_layout.hpp"
+#include "veilfs/format/constants.hpp"
+#include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/volume.hpp"
@@ -22,24 +28,49 @@ constexpr CommandHelp kHelp{
     "  veilkey init ~/vault.enc\n"
     "  veilkey init ~/vault.enc --cipher xchacha20poly1305 --passfile pass.txt > recovery.txt\n"
     "  veilkey init /data/backup.enc --keyfile /media/usb/backup.key --no-recovery-code\n"
-    "  veilkey init ~/vault.enc --kdf-memory 1073741824 --kdf-ops 4   # a slower, stronger slot\n"};
+    "  veilkey init ~/vault.enc --kdf-memory 1G --kdf-ops 4   # a slower, stronger slot\n"
+    "  veilkey init /data/backup.enc --random-keyfile /media/usb/backup.key   # creates the key file\n"};
 
 bool is_empty_dir(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) throw_errno("open cipher dir");
+  UniqueFd fd = cli::open_cipher_dir(path);
   return dir_is_empty(fd.get());
 }
+
+// A failed init leaves the directory as it found it: a directory init created is removed, and what init wrote
+// into the (checked empty, under the lock) directory is removed with it.
+struct UndoInit {
+  std::string dir;
+  bool created_dir = false;
+  bool owns_contents = false;  // set once the directory was found empty under the lock
+  bool done = false;
+  ~UndoInit() {
+    if (done) return;
+    if (owns_contents) {
+      UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+      if (fd) {
+        std::vector<std::string> ours;
+        for_each_dir_entry(fd.get(), [&](std::string_view name) {
+          if (name == format::kConfigName || name == format::kDirIvName || layout::is_temp_file(name))
+            ours.emplace_back(name);
+          return true;
+        });
+        for (const auto& name : ours) ::unlinkat(fd.get(), name.c_str(), 0);
+      }
+    }
+    if (created_dir) ::rmdir(dir.c_str());  // fails, harmlessly, if anything else is in it
+  }
+};
 
 }  // namespace
 
 int cmd_init(const Args& args) {
-  cli::SecretSource src;
+  NewSecret fresh;
   KdfChoice kdf;
   std::string cipher;
   uint32_t block_size = format::kDefaultBlockSize;
   bool no_recovery_code = false;
   po::options_description d("Options", kHelpWidth);
-  add_secret_options(d, src);
+  add_init_secret_options(d, fresh);
   d.add_options()  //
       ("cipher", po::value(&cipher)->value_name("NAME"),
        "aes256gcm or xchacha20poly1305 (default: the fastest this CPU runs securely)")  //
@@ -50,6 +81,7 @@ int cmd_init(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, kHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   const std::string dir = vm["CIPHERDIR"].as<std::string>();
+  fresh.check();
 
   CreateOptions opt;
   if (!cipher.empty()) {
@@ -58,23 +90,42 @@ int cmd_init(const Args& args) {
     opt.cipher = *id;
   }
   opt.block_size = block_size;
-  opt.kdf = kdf.resolve(kArgonDefault);
-  opt.slot_kind = kind_of(src);
+  try {
+    format::BlockLayout(opt.cipher, opt.block_size);  // before anything is created or asked
+  } catch (const Error& e) {
+    cli::rethrow_at("--block-size " + std::to_string(block_size), e);
+  }
+  opt.kdf = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
+  opt.slot_kind = fresh.kind();
 
-  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) throw_errno("create cipher dir");
+  UndoInit undo{dir};
+  if (::mkdir(dir.c_str(), 0700) == 0) {
+    undo.created_dir = true;
+  } else if (errno != EEXIST) {
+    throw_errno(dir + ": cannot create the cipher dir");
+  } else if (struct stat st{}; ::stat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) {
+    return refuse(dir + ": exists and is not a directory (init needs an empty or missing directory)");
+  }
+  const std::string non_empty = dir + ": refusing to create a volume in a non-empty directory";
   // Checked before the prompt so nobody types a passphrase for nothing, and again under the lock below.
-  if (!is_empty_dir(dir)) return refuse("refusing to create a volume in a non-empty directory");
+  if (!is_empty_dir(dir)) return refuse(non_empty);
 
-  SecretBytes secret = cli::read_secret(src, "New passphrase: ", /*confirm=*/true);
+  SecretBytes secret = fresh.read();
   ConfigLock lock(dir);  // two concurrent inits: the second finds the first's files and refuses
-  if (!dir_is_empty(lock.dirfd())) return refuse("refusing to create a volume in a non-empty directory");
+  if (!dir_is_empty(lock.dirfd())) return refuse(non_empty);
+  undo.owns_contents = true;
   SecretBytes master;
   try {
     master = Volume::create(dir, secret.span(), opt);
   } catch (const Error& e) {
-    if (e.sys_errno() == ENOTEMPTY) return refuse("refusing to create a volume in a non-empty directory");
-    throw;
+    if (e.sys_errno() == ENOTEMPTY) {
+      undo.owns_contents = false;
+      return refuse(non_empty);
+    }
+    cli::rethrow_at(dir + ": cannot create the volume", e);
   }
+  fresh.committed();
+  undo.done = true;
   std::fprintf(stderr,
                "veilkey: created a veilfs volume (cipher %s, block size %u, argon2id opslimit=%llu memlimit=%llu)\n",
                std::string(cipher_name(opt.cipher)).c_str(), opt.block_size,

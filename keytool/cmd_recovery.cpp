@@ -37,6 +37,7 @@ int cmd_export_key(const Args& args) {
   add_secret_options(d, src);
   po::variables_map vm;
   if (!parse_options(args, kExportHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
+  cli::check_single_source(src);
   const format::VolumeConfig cfg = preflight(vm["CIPHERDIR"].as<std::string>());
   SecretBytes secret = read_existing_secret(src);
   SecretBytes master = cfg.unlock(secret.span());  // also authenticates the volume parameters
@@ -46,26 +47,29 @@ int cmd_export_key(const Args& args) {
 
 int cmd_recover(const Args& args) {
   std::optional<std::string> code_file;
-  cli::SecretSource new_src;
+  NewSecret fresh;
   KdfChoice kdf;
   po::options_description d("Options", kHelpWidth);
   d.add_options()("recovery-code-file", into(code_file, "FILE"), "read the recovery code from the first line of FILE");
-  add_new_secret_options(d, new_src);
+  add_new_secret_options(d, fresh);
   add_kdf_options(d, kdf);
   po::variables_map vm;
   if (!parse_options(args, kRecoverHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   const std::string dir = vm["CIPHERDIR"].as<std::string>();
-  const Argon2Params params = kdf.resolve(kArgonDefault);
+  fresh.check();
+  const Argon2Params params = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
 
   if (preflight(dir).slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
   cli::SecretSource code_src;
   code_src.passfile = code_file;
+  code_src.passfile_option = "--recovery-code-file";
+  code_src.what = "recovery code";
   SecretBytes master;
   {
     SecretBytes code = cli::read_secret(code_src, "Recovery code: ");
     master = format::decode_recovery_code(code.view());  // RecoveryCodeError -> exit 17
   }
-  SecretBytes new_secret = read_new_secret(new_src);
+  SecretBytes new_secret = fresh.read();
 
   ConfigLock lock(dir);
   format::VolumeConfig cfg = lock.load();
@@ -78,9 +82,10 @@ int cmd_recover(const Args& args) {
                 "the recovery code is well-formed but does not open this volume (or the config was tampered with)");
   }
   test_point("unlocked");
-  cfg.slots.push_back(cfg.make_slot(master, new_secret.span(), kind_of(new_src), params));
+  cfg.slots.push_back(cfg.make_slot(master, new_secret.span(), fresh.kind(), params));
   const uint32_t id = cfg.slots.back().id;
   lock.save(cfg);
+  fresh.committed();
   std::fprintf(stderr, "veilkey: recovered: added slot %u\n", id);
   return cli::kExitOk;
 }

@@ -22,9 +22,10 @@ constexpr CommandHelp kAddHelp{
     "from --passfile/--extpass/--keyfile or standard input's first line); the new secret comes from\n"
     "--new-passfile/--new-extpass/--new-keyfile, standard input's next line, or the terminal (asked twice).\n"
     "A volume holds at most 32 slots.",
+    "  veilkey slot add ~/vault.enc --new-random-keyfile /media/usb/vault.key   # creates the key file\n"
     "  veilkey slot add ~/vault.enc --new-keyfile /media/usb/vault.key\n"
     "  veilkey slot add ~/vault.enc --passfile mine.txt --new-passfile colleague.txt\n"
-    "  printf '%s\\n%s\\n' \"$EXISTING\" \"$NEW\" | veilkey slot add ~/vault.enc --kdf-memory 67108864\n"};
+    "  printf '%s\\n%s\\n' \"$EXISTING\" \"$NEW\" | veilkey slot add ~/vault.enc --kdf-memory 64M\n"};
 
 constexpr CommandHelp kRemoveHelp{
     "veilkey slot remove CIPHERDIR [--slot ID] [options]",
@@ -45,29 +46,33 @@ int slot_list(const Args& args) {
 }
 
 int slot_add(const Args& args) {
-  cli::SecretSource src, new_src;
+  cli::SecretSource src;
+  NewSecret fresh;
   KdfChoice kdf;
   po::options_description d("Options", kHelpWidth);
   add_secret_options(d, src);
-  add_new_secret_options(d, new_src);
+  add_new_secret_options(d, fresh);
   add_kdf_options(d, kdf);
   po::variables_map vm;
   if (!parse_options(args, kAddHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   const std::string dir = vm["CIPHERDIR"].as<std::string>();
-  const Argon2Params params = kdf.resolve(kArgonDefault);
+  cli::check_single_source(src);
+  fresh.check();
+  const Argon2Params params = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
 
   if (preflight(dir).slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
   SecretBytes secret = read_existing_secret(src);
-  SecretBytes new_secret = read_new_secret(new_src);
+  SecretBytes new_secret = fresh.read();
 
   ConfigLock lock(dir);
   format::VolumeConfig cfg = lock.load();
   if (cfg.slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
   SecretBytes master = cfg.unlock(secret.span());
   test_point("unlocked");
-  cfg.slots.push_back(cfg.make_slot(master, new_secret.span(), kind_of(new_src), params));
+  cfg.slots.push_back(cfg.make_slot(master, new_secret.span(), fresh.kind(), params));
   const uint32_t id = cfg.slots.back().id;
   lock.save(cfg);
+  fresh.committed();
   std::fprintf(stderr, "veilkey: added slot %u\n", id);
   return cli::kExitOk;
 }
@@ -81,6 +86,7 @@ int slot_remove(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, kRemoveHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   const std::string dir = vm["CIPHERDIR"].as<std::string>();
+  cli::check_single_source(src);
 
   constexpr const char* kLast = "refusing to remove the last key slot: the volume could never be opened again";
   auto find = [&](format::VolumeConfig& cfg, uint32_t id) {

@@ -2,11 +2,15 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 #include "keytool.hpp"
+#include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/format/constants.hpp"
 #include "veilfs/format/recovery_code.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
 #include "veilfs/util/error.hpp"
@@ -22,22 +26,121 @@ void add_secret_options(po::options_description& d, cli::SecretSource& src) {
       ("keyfile", into(src.keyfile, "FILE"), "secret = the whole contents of FILE (a key file)");
 }
 
-void add_new_secret_options(po::options_description& d, cli::SecretSource& src) {
-  d.add_options()                                                                              //
-      ("new-passfile", into(src.passfile, "FILE"), "new passphrase = first line of FILE")      //
-      ("new-extpass", into(src.extpass, "CMD"), "new passphrase = first line printed by CMD")  //
-      ("new-keyfile", into(src.keyfile, "FILE"),
-       "new secret = the whole contents of FILE (the new slot is a key-file slot)");
+void add_new_secret_options(po::options_description& d, NewSecret& s) {
+  s.src.name_as_new();
+  d.add_options()                                                                                //
+      ("new-passfile", into(s.src.passfile, "FILE"), "new passphrase = first line of FILE")      //
+      ("new-extpass", into(s.src.extpass, "CMD"), "new passphrase = first line printed by CMD")  //
+      ("new-keyfile", into(s.src.keyfile, "FILE"),
+       "new secret = the whole contents of FILE (the new slot is a key-file slot)")  //
+      ("new-random-keyfile", into(s.random_keyfile, "FILE"),
+       "create FILE (it must not exist) holding a random 256-bit key, for a key-file slot; such a slot gets the "
+       "minimum Argon2id cost (1 pass, 8 KiB) unless --kdf-* say otherwise: a random key cannot be guessed");
+}
+
+void add_init_secret_options(po::options_description& d, NewSecret& s) {
+  add_secret_options(d, s.src);
+  s.random_keyfile_option = "--random-keyfile";
+  d.add_options()("random-keyfile", into(s.random_keyfile, "FILE"),
+                  "create FILE (it must not exist) holding a random 256-bit key, for a key-file slot with the minimum "
+                  "Argon2id cost (1 pass, 8 KiB) unless --kdf-* say otherwise");
+}
+
+// ---- generated key files ----
+
+GeneratedKeyFile::GeneratedKeyFile(std::string path) : path_(std::move(path)), key_(SecretBytes::random(32)) {
+  UniqueFd fd(::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400));
+  if (!fd) {
+    const int err = errno;
+    throw Error(err == EEXIST ? ErrorKind::InvalidArgument : ErrorKind::Io, err,
+                path_ + ": cannot create the key file: " + std::strerror(err) +
+                    (err == EEXIST ? " (veilkey never overwrites a file)" : ""));
+  }
+  try {
+    pwrite_full(fd.get(), key_.span(), 0);
+    if (::fsync(fd.get()) != 0) throw_errno("fsync");
+    fd.reset();
+    std::string parent = path_.find('/') == std::string::npos ? "." : path_.substr(0, path_.rfind('/') + 1);
+    UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir) fsync_dir(dir.get());
+  } catch (const Error& e) {
+    ::unlink(path_.c_str());
+    cli::rethrow_at(path_ + ": cannot write the key file", e);
+  }
+}
+
+GeneratedKeyFile::~GeneratedKeyFile() {
+  if (!keep_) ::unlink(path_.c_str());
+}
+
+format::SlotKind NewSecret::kind() const {
+  return is_random() || src.keyfile ? format::SlotKind::KeyFile : format::SlotKind::Passphrase;
+}
+
+void NewSecret::check() const {
+  cli::check_single_source(src);
+  if (!random_keyfile) return;
+  for (const auto* opt : {src.keyfile ? &src.keyfile_option : nullptr, src.passfile ? &src.passfile_option : nullptr,
+                          src.extpass ? &src.extpass_option : nullptr})
+    if (opt)
+      throw_invalid(random_keyfile_option + " and " + *opt + " cannot be combined: give one source of the " + src.what);
+}
+
+SecretBytes NewSecret::read() {
+  check();
+  if (random_keyfile) {
+    generated = std::make_unique<GeneratedKeyFile>(*random_keyfile);
+    return generated->key().clone();
+  }
+  return cli::read_secret(src, "New passphrase: ", /*confirm=*/true);
+}
+
+void NewSecret::committed() {
+  if (generated) generated->keep();
 }
 
 void add_kdf_options(po::options_description& d, KdfChoice& kdf, bool keep_old) {
-  const char* mem = keep_old
-                        ? "Argon2id memory for the new slot, in bytes (8192 .. 4294967296; default: the old slot's)"
-                        : "Argon2id memory for the new slot, in bytes (8192 .. 4294967296; default 268435456 = "
-                          "256 MiB)";
+  const char* mem = keep_old ? "Argon2id memory for the new slot: bytes, or with K, M or G (8K .. 4G; default: the old "
+                               "slot's)"
+                             : "Argon2id memory for the new slot: bytes, or with K, M or G (8K .. 4G; default 256M)";
   const char* ops = keep_old ? "Argon2id passes for the new slot (1 .. 64; default: the old slot's)"
                              : "Argon2id passes for the new slot (1 .. 64; default 3)";
-  d.add_options()("kdf-memory", into(kdf.memory, "BYTES"), mem)("kdf-ops", into(kdf.ops, "N"), ops);
+  d.add_options()  //
+      ("kdf-memory", po::value<std::string>()->value_name("SIZE")->notifier([&kdf](const std::string& v) {
+        kdf.memory = parse_size(v, "--kdf-memory");
+      }),
+       mem)  //
+      ("kdf-ops", into(kdf.ops, "N"), ops);
+}
+
+uint64_t parse_size(const std::string& text, const std::string& option) {
+  auto bad = [&]() -> uint64_t {
+    throw_invalid(option + ": '" + text + "' is not a size (bytes, or a number with K, M or G for KiB, MiB, GiB, e.g. 64M)");
+  };
+  size_t i = 0;
+  uint64_t n = 0;
+  while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+    const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
+    if (n > (UINT64_MAX - digit) / 10) return bad();
+    n = n * 10 + digit;
+    ++i;
+  }
+  if (i == 0) return bad();
+  std::string unit;
+  for (; i < text.size(); ++i) unit.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(text[i]))));
+  unsigned shift = 0;
+  if (unit.empty() || unit == "B")
+    shift = 0;
+  else if (unit == "K" || unit == "KIB")
+    shift = 10;
+  else if (unit == "M" || unit == "MIB")
+    shift = 20;
+  else if (unit == "G" || unit == "GIB")
+    shift = 30;
+  else
+    return bad();
+  if (n > (UINT64_MAX >> shift)) return bad();
+  return n << shift;
 }
 
 Argon2Params KdfChoice::resolve(const Argon2Params& dflt) const {
@@ -45,8 +148,8 @@ Argon2Params KdfChoice::resolve(const Argon2Params& dflt) const {
   if (memory) p.memlimit = *memory;
   if (ops) p.opslimit = *ops;
   if (p.memlimit < kArgonMinMem || p.memlimit > kArgonMaxMem)
-    throw_invalid("--kdf-memory must be between " + std::to_string(kArgonMinMem) + " and " +
-                  std::to_string(kArgonMaxMem) + " bytes");
+    throw_invalid("--kdf-memory must be between 8K (" + std::to_string(kArgonMinMem) + " bytes) and 4G (" +
+                  std::to_string(kArgonMaxMem) + " bytes)");
   if (p.opslimit < kArgonMinOps || p.opslimit > kArgonMaxOps)
     throw_invalid("--kdf-ops must be between " + std::to_string(kArgonMinOps) + " and " + std::to_string(kArgonMaxOps));
   return p;
@@ -83,25 +186,7 @@ bool parse_options(const Args& args, const CommandHelp& help, po::options_descri
 
 SecretBytes read_existing_secret(const cli::SecretSource& src) { return cli::read_secret(src, "Passphrase: "); }
 
-SecretBytes read_new_secret(const cli::SecretSource& src) {
-  return cli::read_secret(src, "New passphrase: ", /*confirm=*/true);
-}
-
-format::SlotKind kind_of(const cli::SecretSource& src) {
-  return src.keyfile ? format::SlotKind::KeyFile : format::SlotKind::Passphrase;
-}
-
 namespace {
-
-UniqueFd open_cipherdir(const std::string& cipherdir) {
-  UniqueFd fd(::open(cipherdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd) {
-    if (errno == ENOENT || errno == ENOTDIR)
-      throw Error(ErrorKind::NotFound, errno, "not a veilfs volume: the cipher dir does not exist");
-    throw_errno("open cipher dir");
-  }
-  return fd;
-}
 
 // A veilkey killed between writing its temp config and renaming it leaves "veilfs.conf.tmp.<random>" behind.
 // It holds only wrapped keys, but it is clutter; under the lock no other veilkey can be writing one.
@@ -116,27 +201,28 @@ void remove_stale_temps(int dirfd) {
 
 }  // namespace
 
-format::VolumeConfig preflight(const std::string& cipherdir) {
-  UniqueFd dir = open_cipherdir(cipherdir);
-  return layout::load_config(dir.get());
-}
+format::VolumeConfig preflight(const std::string& cipherdir) { return cli::preflight_volume(cipherdir); }
 
-ConfigLock::ConfigLock(const std::string& cipherdir) : dir_(open_cipherdir(cipherdir)) {
+ConfigLock::ConfigLock(std::string cipherdir) : path_(std::move(cipherdir)), dir_(cli::open_cipher_dir(path_)) {
   if (::flock(dir_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) throw_errno("lock cipher dir");
+    if (errno != EWOULDBLOCK) throw_errno(path_ + ": cannot lock the cipher dir");
     test_point("lock-contended");
     if (::isatty(STDERR_FILENO)) std::fprintf(stderr, "veilkey: waiting for another veilkey on this volume...\n");
     while (::flock(dir_.get(), LOCK_EX) != 0)
-      if (errno != EINTR) throw_errno("lock cipher dir");
+      if (errno != EINTR) throw_errno(path_ + ": cannot lock the cipher dir");
   }
   test_point("locked");
 }
 
-format::VolumeConfig ConfigLock::load() const { return layout::load_config(dir_.get()); }
+format::VolumeConfig ConfigLock::load() const { return cli::load_config_at(dir_.get(), path_); }
 
 void ConfigLock::save(const format::VolumeConfig& cfg) const {
-  remove_stale_temps(dir_.get());
-  layout::save_config(dir_.get(), cfg);
+  try {
+    remove_stale_temps(dir_.get());
+    layout::save_config(dir_.get(), cfg);
+  } catch (const Error& e) {
+    cli::rethrow_at(path_ + ": cannot write " + std::string(format::kConfigName), e);
+  }
   test_point("saved");
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,8 +40,48 @@ struct CommandHelp {
 
 // --keyfile/--passfile/--extpass: the secret that opens an existing slot (or, for init, the first slot).
 void add_secret_options(po::options_description& d, cli::SecretSource& src);
-// --new-keyfile/--new-passfile/--new-extpass: the secret for a new slot.
-void add_new_secret_options(po::options_description& d, cli::SecretSource& src);
+
+// A key file that veilkey generates: 32 random bytes written to a new file (O_EXCL, mode 0400, fsynced with its
+// directory) before the config that uses it is saved, and removed again if the command fails before that.
+class GeneratedKeyFile {
+ public:
+  explicit GeneratedKeyFile(std::string path);  // throws, naming the path (it must not exist)
+  ~GeneratedKeyFile();
+  GeneratedKeyFile(const GeneratedKeyFile&) = delete;
+  GeneratedKeyFile& operator=(const GeneratedKeyFile&) = delete;
+  const SecretBytes& key() const { return key_; }
+  void keep() { keep_ = true; }  // the config naming its slot is saved
+
+ private:
+  std::string path_;
+  SecretBytes key_;
+  bool keep_ = false;
+};
+
+// The secret for a new slot: --new-keyfile/--new-passfile/--new-extpass, or --new-random-keyfile (a key file
+// veilkey creates; init spells these --keyfile/--passfile/--extpass/--random-keyfile).
+struct NewSecret {
+  cli::SecretSource src;
+  std::optional<std::string> random_keyfile;
+  std::string random_keyfile_option = "--new-random-keyfile";
+  std::unique_ptr<GeneratedKeyFile> generated;
+
+  bool is_random() const { return random_keyfile.has_value(); }
+  format::SlotKind kind() const;
+  // At most one source; throws Error(InvalidArgument) naming both options otherwise.
+  void check() const;
+  // The secret: the generated key, or from src / stdin's next line / the terminal (asked twice).
+  SecretBytes read();
+  // Call once the config holding the new slot is saved (a generated key file is then kept).
+  void committed();
+};
+void add_new_secret_options(po::options_description& d, NewSecret& s);
+// init: the same choices under the plain option names.
+void add_init_secret_options(po::options_description& d, NewSecret& s);
+
+// Argon2id cost of a slot whose secret is a key veilkey generated: 256 random bits cannot be guessed, so the KDF
+// adds nothing and gets the minimum the format accepts (1 pass, 8 KiB).
+constexpr Argon2Params kArgonRandomKey{kArgonMinOps, kArgonMinMem};
 
 struct KdfChoice {
   std::optional<uint64_t> memory;
@@ -64,20 +105,20 @@ bool parse_options(const Args& args, const CommandHelp& help, po::options_descri
 
 // ---- secrets ----
 SecretBytes read_existing_secret(const cli::SecretSource& src);
-// The secret for a new slot: from src, or stdin's next line, or asked twice on a terminal.
-SecretBytes read_new_secret(const cli::SecretSource& src);
-format::SlotKind kind_of(const cli::SecretSource& src);
+
+// "64M", "1G", "8K", "8KiB", "268435456": bytes (K, M, G are powers of 1024). Throws Error(InvalidArgument).
+uint64_t parse_size(const std::string& text, const std::string& option);
 
 // ---- the volume ----
 // Opens CIPHERDIR and loads its config without locking, so that a directory that is not a volume fails before
-// any prompt (exit 11/12/13).
+// any prompt (exit 11/12/13/14, the message naming the path).
 format::VolumeConfig preflight(const std::string& cipherdir);
 
 // flock(LOCK_EX) on the cipher dir, held for the life of the object: veilkey commands on one volume take turns
 // through every read-modify-write of the config, so none of them can write back a config missing another's slot.
 class ConfigLock {
  public:
-  explicit ConfigLock(const std::string& cipherdir);
+  explicit ConfigLock(std::string cipherdir);
   int dirfd() const { return dir_.get(); }
   // Always reload after locking: the config may have changed since preflight().
   format::VolumeConfig load() const;
@@ -86,6 +127,7 @@ class ConfigLock {
   void save(const format::VolumeConfig& cfg) const;
 
  private:
+  std::string path_;
   UniqueFd dir_;
 };
 

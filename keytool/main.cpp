@@ -6,6 +6,7 @@
 
 #include "keytool.hpp"
 #include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/cli/version.hpp"
 #include "veilfs/format/recovery_code.hpp"
 
 namespace {
@@ -24,6 +25,7 @@ constexpr Command kCommands[] = {
 constexpr std::string_view kUsage = R"(veilkey - key management for veilfs volumes
 
 Usage: veilkey COMMAND CIPHERDIR [options]       (veilkey COMMAND --help for each command's options)
+       veilkey --version                         (versions of veilkey, the format, libsodium, libfuse)
 
 Commands:
   init CIPHERDIR          create a new volume in an empty directory and print its recovery code
@@ -35,23 +37,28 @@ Commands:
   export-key CIPHERDIR    print the recovery code (needs the passphrase)
   recover CIPHERDIR       add a new passphrase slot using the recovery code
 
-Secrets: --passfile FILE, --extpass CMD or --keyfile FILE; otherwise one line of standard input when it is not
-a terminal; otherwise a prompt. A new secret (init, passwd, slot add, recover): --new-passfile, --new-extpass or
---new-keyfile (init uses --passfile/--extpass/--keyfile); otherwise the NEXT line of standard input; otherwise a
-prompt, asked twice.
+Secrets: --passfile FILE, --extpass CMD or --keyfile FILE (at most one: two are refused); otherwise one line of
+standard input when it is not a terminal; otherwise a prompt. A new secret (init, passwd, slot add, recover):
+--new-passfile, --new-extpass, --new-keyfile or --new-random-keyfile (veilkey creates the key file: 256 random
+bits, so the slot gets the minimum KDF cost; init spells these --passfile/--extpass/--keyfile/--random-keyfile);
+otherwise the NEXT line of standard input; otherwise a prompt, asked twice. --kdf-memory takes bytes or sizes
+such as 64M and 1G.
 
 Examples:
   veilkey init ~/vault.enc                        # asks for a passphrase twice, prints the recovery code
-  veilkey slot add ~/vault.enc --new-keyfile ~/usb/vault.key
+  veilkey slot add ~/vault.enc --new-random-keyfile ~/usb/vault.key
   printf '%s\n%s\n' "$OLD" "$NEW" | veilkey passwd ~/vault.enc
   veilkey recover ~/vault.enc --recovery-code-file code.txt --new-passfile new.txt
 
 Exit codes:
    0  success                                  13  config corrupt or tampered with
    1  any other error                          14  I/O error (including a full disk)
-   2  bad command line                         16  refused: init on a non-empty dir, removing the last slot,
-  10  wrong passphrase or key file                 too many slots
-  11  not a veilfs volume                      17  recovery code with a typo (checksum mismatch)
+   2  bad command line, also conflicting or     16  refused: init on a non-empty dir, removing the last slot,
+      unusable secret options (missing,            too many slots
+      unreadable or empty file, failing CMD)   17  recovery code with a typo (checksum mismatch)
+  10  wrong passphrase or key file
+  11  not a veilfs volume (also: the directory
+      does not exist)
   12  unsupported format version or feature
 )";
 
@@ -65,6 +72,10 @@ int dispatch(const Args& args) {
     std::cout << kUsage;
     return veil::cli::kExitOk;
   }
+  if (name == "--version" || name == "-V" || name == "version") {
+    std::cout << veil::cli::version_text("veilkey", nullptr);
+    return veil::cli::kExitOk;
+  }
   for (const auto& c : kCommands) {
     if (c.name != name) continue;
     try {
@@ -75,7 +86,7 @@ int dispatch(const Args& args) {
       return veil::cli::kExitCodeTypo;
     }
   }
-  std::cerr << "veilkey: unknown command (see veilkey --help)\n";
+  std::cerr << "veilkey: unknown command '" << name << "' (see veilkey --help)\n";
   return veil::cli::kExitUsage;
 }
 

@@ -20,4 +20,6 @@ bool aes256gcm_available() {
   return crypto_aead_aes256gcm_is_available() != 0;
 }
 
+const char* sodium_library_version() { return sodium_version_string(); }
+
 }  // namespace veil

@@ -175,6 +175,10 @@ Checker::Checker(const Volume& volume, Options opt) : vol_(volume), opt_(std::mo
 void Checker::add(ProblemKind kind, const std::string& path, const std::string& cipher_path, std::string detail,
                   bool repaired) {
   Problem p{kind, path, cipher_path, std::move(detail), repaired};
+  if (held_) {
+    held_->push_back(std::move(p));
+    return;
+  }
   ++(is_notice(kind) ? report_.notice_count : report_.problem_count);
   if (repaired) ++report_.repaired_count;
   if (opt_.on_problem) opt_.on_problem(p);
@@ -197,6 +201,15 @@ bool Checker::derived_iv_is_proven(int dirfd, const DirIv& iv) {
   return proven;
 }
 
+void Checker::report_linked(Linked& l) {
+  std::string names;
+  for (const auto& n : l.other_names) names += (names.empty() ? "" : ", ") + n;
+  for (auto& p : l.problems)
+    add(p.kind, p.path, p.cipher_path, names.empty() ? p.detail : p.detail + " (hard link, also named " + names + ")",
+        p.repaired);
+  l.problems.clear();
+}
+
 void Checker::progress() {
   if (opt_.on_progress) opt_.on_progress(report_.stats);
 }
@@ -215,6 +228,8 @@ Report Checker::run() {
   top->iv = vol_.root_iv();
   stack.push_back(std::move(top));
   check_dir_entries(stack);
+  for (auto& [key, l] : linked_) report_linked(l);  // names outside the walk (or hidden from it) never came
+  linked_.clear();
   return std::move(report_);
 }
 
@@ -487,7 +502,27 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
     if (dir.iv && !encoded.empty()) child->iv = vol_.names().derive_child_iv(*dir.iv, encoded);
     stack.push_back(std::move(child));
   } else if (S_ISREG(st.st_mode)) {
+    Linked* linked = nullptr;
+    if (st.st_nlink > 1) {
+      const std::pair<uint64_t, uint64_t> key{st.st_dev, st.st_ino};
+      if (auto it = linked_.find(key); it != linked_.end()) {
+        it->second.other_names.push_back(path);  // another name of a file already checked
+        if (--it->second.names_left == 0) {
+          report_linked(it->second);
+          linked_.erase(it);
+        }
+        progress();
+        return;
+      }
+      linked = &linked_[key];
+      linked->names_left = st.st_nlink - 1;
+    }
     ++report_.stats.files;
+    struct Hold {
+      std::vector<Problem>*& held;
+      ~Hold() { held = nullptr; }
+    } hold{held_};
+    if (linked) held_ = &linked->problems;
     UniqueFd fd(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd) {
       add(ProblemKind::IoError, path, cpath, "cannot open: " + errno_text(errno));

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -105,10 +106,21 @@ class Checker {
   void progress();
   bool derived_iv_is_proven(int dirfd, const DirIv& iv);
 
+  // A regular file with several names (hard links) is checked once, at the first name the walk meets; its
+  // problems are held until every other name was seen (or the walk ends) and then reported once, naming them.
+  struct Linked {
+    std::vector<Problem> problems;
+    std::vector<std::string> other_names;
+    uint64_t names_left = 0;
+  };
+  void report_linked(Linked& l);
+
   const Volume& vol_;
   Options opt_;
   Report report_;
   std::unordered_map<std::string, std::string> ivs_seen_;  // IV bytes -> first directory (plain path) with it
+  std::map<std::pair<uint64_t, uint64_t>, Linked> linked_;  // by (st_dev, st_ino); entries go once all names are seen
+  std::vector<Problem>* held_ = nullptr;                    // while checking a linked file: add() collects here
 };
 
 // The whole check: loads and unlocks the config, then walks the tree. A corrupt or tampered config is reported

@@ -9,6 +9,7 @@
 #include <iostream>
 
 #include "fsck/checker.hpp"
+#include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/cli/secret_source.hpp"
 #include "veilfs/crypto/secret.hpp"
@@ -25,7 +26,8 @@ constexpr const char* kUsage =
     "sidecar, file header, block (including the final-block marker), symlink target and extended attribute.\n"
     "Nothing is modified unless --repair is given.\n\n"
     "Exit codes: 0 clean (or everything found was repaired), 26 damage found, 13 config corrupt or tampered\n"
-    "with, 10 wrong passphrase or key file, 11 not a volume, 12 unsupported format, 14 I/O error, 2 usage.\n\n"
+    "with, 10 wrong passphrase or key file, 11 not a volume (or no such directory), 12 unsupported format,\n"
+    "14 I/O error, 2 usage (also conflicting or unusable --passfile/--extpass/--keyfile).\n\n"
     "Each problem is one line on stdout, \"KIND PATH: DETAIL\", PATH being the plain path where names decrypt:\n"
     "  config-corrupt, temp-leftover*, dir-iv-missing, dir-iv-bad, name-undecryptable, foreign-entry,\n"
     "  sidecar-missing, sidecar-bad, sidecar-orphaned*, link-target-bad, header-bad, truncated, blocks-bad,\n"
@@ -76,9 +78,10 @@ int fsck_main(int argc, char** argv) {
   return cli::run_guarded("veilfs fsck", [&]() -> int {
     po::options_description opts(kUsage);
     std::string passfile, extpass, keyfile, cipherdir;
-    opts.add_options()("help,h", "show this help")("passfile", po::value(&passfile), "read the passphrase from FILE")(
-        "extpass", po::value(&extpass), "run CMD and read the passphrase from its output")(
-        "keyfile", po::value(&keyfile), "use the whole contents of FILE as the secret")(
+    opts.add_options()("help,h", "show this help")("passfile", po::value(&passfile)->value_name("FILE"),
+                                                   "read the passphrase from FILE (first line)")(
+        "extpass", po::value(&extpass)->value_name("CMD"), "run CMD and read the passphrase from its output")(
+        "keyfile", po::value(&keyfile)->value_name("FILE"), "use the whole contents of FILE as the secret")(
         "repair", "remove leftover temporary files, printing each removal")(
         "delete-orphans",
         "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
@@ -109,24 +112,32 @@ int fsck_main(int argc, char** argv) {
       return cli::kExitUsage;
     }
     const bool quiet = vm.count("quiet") > 0;
-    disable_core_dumps();
-    raise_fd_limit();
-
-    cli::SecretSource src;
-    if (!keyfile.empty()) src.keyfile = keyfile;
-    if (!passfile.empty()) src.passfile = passfile;
-    if (!extpass.empty()) src.extpass = extpass;
-    SecretBytes secret = cli::read_secret(src, "Passphrase: ");
-
-    ProgressLine bar(!quiet && ::isatty(STDERR_FILENO) == 1);
     Options opt;
     opt.repair = vm.count("repair") > 0;
     opt.delete_orphans = vm.count("delete-orphans") > 0;
     opt.rename_conflicts = vm.count("rename-conflicts") > 0;
-    if ((opt.delete_orphans || opt.rename_conflicts) && !opt.repair) {
+    if ((opt.delete_orphans || opt.rename_conflicts) && !opt.repair) {  // a usage error: before the passphrase
       std::fprintf(stderr, "veilfs fsck: --delete-orphans and --rename-conflicts need --repair\n");
       return cli::kExitUsage;
     }
+    cli::SecretSource src;
+    if (vm.count("keyfile")) src.keyfile = keyfile;
+    if (vm.count("passfile")) src.passfile = passfile;
+    if (vm.count("extpass")) src.extpass = extpass;
+    cli::check_single_source(src);
+    disable_core_dumps();
+    raise_fd_limit();
+
+    // Before the passphrase is asked: a missing dir, no config or a newer format fail at once (a corrupt config
+    // is reported below, as the problem it is).
+    try {
+      cli::preflight_volume(cipherdir);
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Corrupt) throw;
+    }
+    SecretBytes secret = cli::read_secret(src, "Passphrase: ");
+
+    ProgressLine bar(!quiet && ::isatty(STDERR_FILENO) == 1);
     opt.max_kept_problems = 0;  // printed as found: memory stays bounded on a badly damaged volume
     opt.on_problem = [&](const Problem& p) {
       bar.clear();
@@ -139,7 +150,12 @@ int fsck_main(int argc, char** argv) {
       std::fflush(stdout);
     };
     opt.on_progress = [&](const Stats& s) { bar.update(s); };
-    Report r = check_volume(cipherdir, secret.span(), opt);
+    Report r;
+    try {
+      r = check_volume(cipherdir, secret.span(), opt);
+    } catch (const Error& e) {
+      cli::rethrow_at(cipherdir, e);
+    }
     bar.clear();
     if (!r.config_ok) return cli::kExitCorrupt;
     const uint64_t left = r.problem_count - r.repaired_count;

@@ -8,10 +8,14 @@
 #include <cstring>
 
 #include "fuse/fs.hpp"
+#include "fuse/fuse_api.hpp"
 #include "fuse/log.hpp"
-#include "fuse/ops.hpp"
+#include "fuse/mount_check.hpp"
+#include "fuse/session.hpp"
 #include "fuse/options.hpp"
+#include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/cli/version.hpp"
 #include "veilfs/crypto/secret.hpp"
 #include "veilfs/util/error.hpp"
 
@@ -27,11 +31,6 @@ void raise_fd_limit() {
   }
 }
 
-bool is_directory(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 int mount_body(int argc, char** argv) {
   MountOptions o;
   try {
@@ -45,31 +44,22 @@ int mount_body(int argc, char** argv) {
     return cli::kExitOk;
   }
   if (o.version) {
-    std::printf("veilfs 0.1.0\n");
+    std::fputs(cli::version_text("veilfs", fuse_pkgversion()).c_str(), stdout);
     return cli::kExitOk;
   }
   set_debug_logging(o.debug);
   raise_fd_limit();
   disable_core_dumps();
-  if (auto why = memory_lock_problem(); !why.empty())
-    log(LogLevel::Warning, "keys may be swapped out: %.*s", static_cast<int>(why.size()), why.data());
-  if (!is_directory(o.mountpoint)) {
-    std::fprintf(stderr, "veilfs: mountpoint %s is not a directory\n", o.mountpoint.c_str());
-    return cli::kExitMount;
-  }
-  // Absolute paths: the daemon changes to / when it detaches, and unmounts by path on a signal.
+
+  // Absolute paths: the daemon changes to / when it detaches, and unmounts by path on a signal. Messages keep
+  // the user's spelling.
+  const std::string cipherdir_arg = o.cipherdir, mountpoint_arg = o.mountpoint;
   for (std::string* path : {&o.mountpoint, &o.cipherdir}) {
     if (char* real = ::realpath(path->c_str(), nullptr)) {
       *path = real;
       std::free(real);
     }
   }
-  std::unique_ptr<Volume> vol;
-  {
-    SecretBytes secret = cli::read_secret(o.secret, "Passphrase: ");
-    vol = Volume::open(o.cipherdir, secret.span());
-  }
-  Fs fs(std::move(vol), {}, {.shared_storage = o.shared_storage, .badname = o.badname});
 
   SessionOptions so;
   so.mountpoint = o.mountpoint;
@@ -94,9 +84,40 @@ int mount_body(int argc, char** argv) {
   so.writeback_cache = !o.shared_storage;
   so.fuse_args = {"-o", opts};
   if (o.debug) so.fuse_args.push_back("-d");
+
+  // Everything that can be checked without the secret, before the (deliberately slow) KDF runs: the options,
+  // the mountpoint, and that the cipher dir holds a volume this build can open.
+  if (auto why = fuse_options_problem(so.fuse_args, o.fuse_options); !why.empty()) {
+    std::fprintf(stderr, "veilfs: %s\n", why.c_str());
+    return cli::kExitUsage;
+  }
+  if (auto why = mountpoint_problem(mountpoint_arg, o.nonempty); !why.empty()) {
+    std::fprintf(stderr, "veilfs: %s\n", why.c_str());
+    return cli::kExitMount;
+  }
+  cli::preflight_volume(cipherdir_arg);
+  if (auto why = memory_lock_problem(); !why.empty())
+    log(LogLevel::Warning, "keys may be swapped out: %.*s", static_cast<int>(why.size()), why.data());
+
+  std::unique_ptr<Volume> vol;
+  {
+    SecretBytes secret = cli::read_secret(o.secret, "Passphrase: ");
+    try {
+      vol = Volume::open(o.cipherdir, secret.span());
+    } catch (const Error& e) {
+      cli::rethrow_at(cipherdir_arg, e);
+    }
+  }
+  Fs fs(std::move(vol), {}, {.shared_storage = o.shared_storage, .badname = o.badname});
+
   // Modes arrive with the caller's umask already applied; ours must not apply a second time.
   ::umask(0);
-  return run_session(fs, so);
+  const int rc = run_session(fs, so);
+  // libfuse has printed its reason ("fuse: mount failed: ..."); say what it was about.
+  if (rc == cli::kExitMount)
+    std::fprintf(stderr, "veilfs: mounting %s on %s failed (the reason from libfuse is above)\n", cipherdir_arg.c_str(),
+                 mountpoint_arg.c_str());
+  return rc;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "fuse/options.hpp"
 
 #include <boost/program_options.hpp>
+#include <optional>
 #include <sstream>
 
 #include "veilfs/util/error.hpp"
@@ -22,20 +23,33 @@ po::options_description visible_options() {
       ("shared-storage",
        "the cipher dir has other writers (a second mount, sshfs, a sync client): no kernel caching beyond "
        "0.5 s, changes made elsewhere show within a second")  //
-      ("badname", po::value<std::vector<std::string>>()->composing(),
+      ("badname", po::value<std::vector<std::string>>()->composing()->value_name("GLOB"),
        "show backing names that do not decode and match this glob as \"NAME [undecodable name]\" (repeatable), "
-       "to rescue them")                                                                        //
-      ("passfile", po::value<std::string>(), "read the passphrase from FILE (first line)")      //
-      ("extpass", po::value<std::string>(), "run CMD and read the passphrase from its output")  //
-      ("keyfile", po::value<std::string>(), "unlock with the contents of FILE")                 //
-      ("options,o", po::value<std::vector<std::string>>()->composing(),
-       "comma-separated mount options; passfile=, extpass=, keyfile=, allow_other, shared_storage and ro are ours, "
-       "the rest goes to FUSE");
+       "to rescue them")                                                                                        //
+      ("nonempty", "mount even over a non-empty directory or an existing mount, hiding what is there")          //
+      ("passfile", po::value<std::string>()->value_name("FILE"), "read the passphrase from FILE (first line)")  //
+      ("extpass", po::value<std::string>()->value_name("CMD"),
+       "run CMD (with /bin/sh -c) and read the passphrase from the first line of its output")              //
+      ("keyfile", po::value<std::string>()->value_name("FILE"), "unlock with the whole contents of FILE")  //
+      ("options,o", po::value<std::vector<std::string>>()->composing()->value_name("OPTS"),
+       "comma-separated mount options; passfile=, extpass=, keyfile=, allow_other, shared_storage, badname=, ro, "
+       "rw, debug and nonempty are ours, the rest goes to FUSE (checked before the passphrase is read)");
   return d;
 }
 
+// Records one secret option; a second one, of any kind, is a usage error (which one would win is not obvious).
+void take_secret(std::vector<std::string>& given, std::optional<std::string>& field, std::string& option_name,
+                 const std::string& spelling, const std::string& value) {
+  if (value.empty()) throw_invalid(spelling + " needs a value");
+  given.push_back(spelling);
+  if (given.size() > 1)
+    throw_invalid(given[0] + " and " + given[1] + " cannot be combined: give one source of the passphrase");
+  field = value;
+  option_name = spelling;
+}
+
 // -o values: ours are taken out (so /etc/fstab entries work through mount.fuse3), the rest passed on.
-void absorb_mount_options(const std::string& list, MountOptions& o) {
+void absorb_mount_options(const std::string& list, MountOptions& o, std::vector<std::string>& secrets) {
   std::stringstream ss(list);
   std::string opt;
   while (std::getline(ss, opt, ',')) {
@@ -45,11 +59,13 @@ void absorb_mount_options(const std::string& list, MountOptions& o) {
       return std::nullopt;
     };
     if (auto v = value("passfile=")) {
-      o.secret.passfile = *v;
+      take_secret(secrets, o.secret.passfile, o.secret.passfile_option, "-o passfile=", *v);
     } else if (auto v = value("extpass=")) {
-      o.secret.extpass = *v;
+      take_secret(secrets, o.secret.extpass, o.secret.extpass_option, "-o extpass=", *v);
     } else if (auto v = value("keyfile=")) {
-      o.secret.keyfile = *v;
+      take_secret(secrets, o.secret.keyfile, o.secret.keyfile_option, "-o keyfile=", *v);
+    } else if (opt == "nonempty") {
+      o.nonempty = true;
     } else if (opt == "allow_other") {
       o.allow_other = true;
     } else if (opt == "ro") {
@@ -76,8 +92,15 @@ std::string usage_text() {
        "--passfile, --extpass, standard input when it is not a terminal, or the terminal.\n"
        "Unmount with `fusermount3 -u MOUNTPOINT`.\n\n"
     << visible_options()
-    << "\nExit codes: 0 ok, 1 other error, 2 usage, 10 wrong passphrase, 11 not a volume, 12 unsupported\n"
-       "format, 13 corrupt config, 14 I/O error, 15 mount failed.\n";
+    << "\n-o debug, -o nonempty, -o shared_storage and -o badname=GLOB are --debug, --nonempty, --shared-storage\n"
+       "and --badname GLOB. Other -o options are FUSE's (see mount.fuse3(8)): each is checked before the\n"
+       "passphrase is read, and an unknown one is refused (exit 2).\n"
+       "The mountpoint must be an empty directory that is not already a mount (else exit 15; --nonempty\n"
+       "overrides). A dead mount (\"Transport endpoint is not connected\") needs `fusermount3 -u MOUNTPOINT`.\n"
+       "\nExit codes: 0 ok, 1 other error, 2 usage (also a conflicting or unusable secret option or -o option),\n"
+       "10 wrong passphrase or key file, 11 not a volume (or no such directory), 12 unsupported format,\n"
+       "13 corrupt config, 14 I/O error, 15 mount failed (mountpoint missing, not empty, already mounted).\n"
+       "veilfs fsck: 26 damage found.\n";
   return s.str();
 }
 
@@ -93,7 +116,7 @@ MountOptions parse_command_line(int argc, char** argv) {
     po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
     po::notify(vm);
   } catch (const po::error& e) {
-    throw Error(ErrorKind::InvalidArgument, EINVAL, e.what());
+    throw Error(ErrorKind::InvalidArgument, EINVAL, std::string(e.what()) + " (see --help)");
   }
   MountOptions o;
   o.help = vm.count("help") > 0;
@@ -105,11 +128,16 @@ MountOptions parse_command_line(int argc, char** argv) {
   o.allow_other = vm.count("allow-other") > 0;
   o.shared_storage = vm.count("shared-storage") > 0;
   if (vm.count("badname")) o.badname = vm["badname"].as<std::vector<std::string>>();
-  if (vm.count("passfile")) o.secret.passfile = vm["passfile"].as<std::string>();
-  if (vm.count("extpass")) o.secret.extpass = vm["extpass"].as<std::string>();
-  if (vm.count("keyfile")) o.secret.keyfile = vm["keyfile"].as<std::string>();
+  o.nonempty = vm.count("nonempty") > 0;
+  std::vector<std::string> secrets;  // the secret options given, as spelt
+  if (vm.count("passfile"))
+    take_secret(secrets, o.secret.passfile, o.secret.passfile_option, "--passfile", vm["passfile"].as<std::string>());
+  if (vm.count("extpass"))
+    take_secret(secrets, o.secret.extpass, o.secret.extpass_option, "--extpass", vm["extpass"].as<std::string>());
+  if (vm.count("keyfile"))
+    take_secret(secrets, o.secret.keyfile, o.secret.keyfile_option, "--keyfile", vm["keyfile"].as<std::string>());
   if (vm.count("options"))
-    for (const auto& list : vm["options"].as<std::vector<std::string>>()) absorb_mount_options(list, o);
+    for (const auto& list : vm["options"].as<std::vector<std::string>>()) absorb_mount_options(list, o, secrets);
   if (o.debug) o.foreground = true;
   if (!vm.count("cipherdir") || !vm.count("mountpoint"))
     throw Error(ErrorKind::InvalidArgument, EINVAL, "need CIPHERDIR and MOUNTPOINT (see --help)");

@@ -19,6 +19,7 @@ struct MountOptions {
   bool allow_other = false;
   bool shared_storage = false;       // other writers of the cipher dir (see SessionOptions::shared_storage)
   std::vector<std::string> badname;  // globs of undecodable backing names to show (FsOptions::badname)
+  bool nonempty = false;             // --nonempty / -o nonempty: mount over a non-empty directory or an existing mount
   cli::SecretSource secret;
   std::vector<std::string> fuse_options;  // -o entries that are not ours, passed to FUSE
 };

@@ -107,7 +107,11 @@ void write_file_atomic(int dirfd, const std::string& name, const std::string& tm
   UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!fd) throw_errno("create " + tmp);
   try {
-    pwrite_full(fd.get(), data, 0);
+    try {
+      pwrite_full(fd.get(), data, 0);
+    } catch (const Error& e) {
+      throw_errno("write " + tmp, e.sys_errno());  // names the file (pwrite_full cannot)
+    }
     if (::fsync(fd.get()) != 0) throw_errno("fsync " + tmp);
     fd.reset();
     atomic_write_stage("after-temp");

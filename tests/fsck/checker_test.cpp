@@ -84,6 +84,42 @@ TEST(FsckChecker, FlippedBitInABlockIsReportedWithItsIndex) {
             Lines{"blocks-bad /docs/report.txt: 1 of 3 blocks fail authentication (block 1)"});
 }
 
+// A file with three names (hard links in the cipher dir, as the mount makes them) is one file: verified once and
+// reported once, the report naming the other two names; the summary counts it once.
+TEST(FsckChecker, HardLinkedFileIsReportedOnceNamingItsOtherNames) {
+  TestVolume v;
+  v.mkdir("/docs");
+  v.write_file("/a", pattern(10000, 40));
+  v.write_file("/clean", pattern(100, 41));
+  for (const char* other : {"/docs/b", "/docs/c"})
+    ASSERT_EQ(::link(v.abs(v.cipher_path("/a")).c_str(), v.abs(v.cipher_path(other)).c_str()), 0) << other;
+  ASSERT_EQ(::link(v.abs(v.cipher_path("/clean")).c_str(), v.abs(v.cipher_path("/docs/clean2")).c_str()), 0);
+  flip_byte(v.abs(v.cipher_path("/a")), slot_offset(v, 1) + 100);
+  Report r = v.check();
+  ASSERT_EQ(r.problem_count, 1u) << ::testing::PrintToString(r.sorted_lines());
+  const std::string line = r.problems.at(0).line();
+  EXPECT_EQ(line.rfind("blocks-bad /", 0), 0u) << line;
+  EXPECT_NE(line.find("1 of 3 blocks fail authentication (block 1) (hard link, also named "), std::string::npos)
+      << line;
+  for (const char* name : {"/a", "/docs/b", "/docs/c"}) {
+    const size_t at = line.find(name);
+    EXPECT_NE(at, std::string::npos) << name << " missing from: " << line;
+    EXPECT_EQ(line.find(name, at + 1), std::string::npos) << name << " named twice in: " << line;
+  }
+  EXPECT_EQ(r.stats.files, 2u) << "a file with several names is one file";
+}
+
+// A name the walk never reaches (here: outside the cipher dir) cannot hold a damaged file's report back.
+TEST(FsckChecker, HardLinkedFileWithANameOutsideTheVolumeIsStillReported) {
+  TestVolume v;
+  v.write_file("/a", pattern(10000, 42));
+  const std::string outside = v.dir() + ".outside";
+  ASSERT_EQ(::link(v.abs(v.cipher_path("/a")).c_str(), outside.c_str()), 0);
+  flip_byte(v.abs(v.cipher_path("/a")), slot_offset(v, 0) + 100);
+  EXPECT_EQ(v.check().sorted_lines(), Lines{"blocks-bad /a: 1 of 3 blocks fail authentication (block 0)"});
+  ::unlink(outside.c_str());
+}
+
 TEST(FsckChecker, FlippedBitInTheFileIdFailsEveryBlock) {
   TestVolume v;
   populate(v);

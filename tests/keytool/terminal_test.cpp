@@ -115,6 +115,16 @@ TEST_F(TerminalTest, MismatchedRepeatCreatesNothing) {
   EXPECT_FALSE(std::filesystem::exists(vol_ + "/veilfs.conf"));
 }
 
+TEST_F(TerminalTest, EmptyPassphraseIsRefusedBeforeTheRepeat) {
+  PtySession s(cat({"init", vol_}, kFastKdf));
+  ASSERT_TRUE(s.prompt("New passphrase: "));
+  s.type("\n");
+  EXPECT_EQ(s.finish(), cli::kExitUsage) << s.output();
+  EXPECT_NE(s.output().find("empty passphrase"), std::string::npos) << s.output();
+  EXPECT_EQ(s.output().find("Repeat: "), std::string::npos) << "an empty passphrase was asked for again";
+  EXPECT_FALSE(std::filesystem::exists(vol_)) << "the directory init created is left behind";
+}
+
 TEST_F(TerminalTest, PasswdAsksOldOnceAndNewTwice) {
   init_volume("old-Ty7");
   PtySession s({"passwd", vol_});

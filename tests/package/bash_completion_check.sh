@@ -60,7 +60,8 @@ complete_line() {
   echo "   '$line' -> ${COMPREPLY[*]}"
 }
 complete_line 'veilfs ' fsck cipherdir
-complete_line 'veilfs --' --foreground --debug --ro --allow-other --passfile --extpass --keyfile --options --help --version
+complete_line 'veilfs --' --foreground --debug --ro --allow-other --nonempty --passfile --extpass --keyfile --options --help --version
+complete_line 'veilfs -o ro,non' ro,nonempty
 complete_line 'veilfs --passfile pass' passfile
 complete_line 'veilfs --passfile=pass' passfile
 complete_line 'veilfs --keyfile pass\ f' 'pass file with blanks'
@@ -69,11 +70,14 @@ complete_line 'veilfs -o passfile=pa' passfile
 complete_line 'veilfs cipherdir pl' plaindir
 complete_line 'veilfs fsck --' --passfile --extpass --keyfile --repair --quiet --help
 complete_line 'veilkey ' init passwd slot info export-key recover help
+complete_line 'veilkey --v' --version
 complete_line 'veilkey slot ' list add remove
 complete_line 'veilkey init cipherdir --' --passfile --cipher --block-size --no-recovery-code --kdf-memory --kdf-ops
 complete_line 'veilkey init cipherdir --cipher ' aes256gcm xchacha20poly1305
 complete_line 'veilkey init cipherdir --cipher=x' xchacha20poly1305
-complete_line 'veilkey passwd cipherdir --new-' --new-passfile --new-extpass --new-keyfile
+complete_line 'veilkey passwd cipherdir --new-' --new-passfile --new-extpass --new-keyfile --new-random-keyfile
+complete_line 'veilkey init cipherdir --r' --random-keyfile
+complete_line 'veilkey init cipherdir --kdf-memory ' 64M 256M 1G
 complete_line 'veilkey slot remove cipherdir --' --slot --passfile
 complete_line 'veilkey recover cipherdir --' --recovery-code-file --new-passfile
 complete_line 'veilkey info ' cipherdir

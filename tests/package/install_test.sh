@@ -141,7 +141,7 @@ step "the installed binaries are the package's"
 [ "$(command -v veilfs)" = /usr/bin/veilfs ] || fail "veilfs resolves to '$(command -v veilfs)'"
 [ "$(command -v veilkey)" = /usr/bin/veilkey ] || fail "veilkey resolves to '$(command -v veilkey)'"
 dpkg -S /usr/bin/veilfs | grep -q '^veilfs:' || fail "/usr/bin/veilfs does not belong to the package"
-version=$(veilfs --version | awk '{print $2}')
+version=$(veilfs --version | awk 'NR == 1 {print $2}')  # the first line; the others name the libraries
 [[ $(dpkg-query -W -f='${Version}' veilfs) == "$version"-* ]] || fail "veilfs --version says $version"
 veilkey --help >/dev/null || fail "veilkey --help"
 cd "$tmp" # nothing of the repo is reachable by a relative path either
