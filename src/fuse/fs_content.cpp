@@ -162,18 +162,20 @@ void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
     return;
   }
   if (zero) cf.zero_range(off, len, ContentFile::Space::Keep);
-  // Mode 0 and the rest of ZERO_RANGE: the file grows to off + len unless KEEP_SIZE (the new blocks are holes,
-  // as after a growing truncate), and the backing space of the whole range is reserved, holes included, so
-  // that a later write there cannot fail for want of space. Reserving changes no byte of the backing file.
+  // Mode 0 and the rest of ZERO_RANGE: the backing space of the whole range is reserved, holes included, so that
+  // a later write there cannot fail for want of space (reserving changes no byte of the backing file); then,
+  // unless KEEP_SIZE, the file grows to off + len as a growing truncate does (the new blocks are holes). A full
+  // disk fails the call before the size changes.
   const uint64_t end = off + len;
-  if (!keep_size) cf.extend(end);
   const auto& layout = vol_->content()->layout();
   const uint64_t B = layout.block_size();
   const uint64_t from = layout.slot_offset(off / B);
   const uint64_t to = layout.backing_size(end);
+  if (to > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) throw_errno(EFBIG);
   if (::fallocate(cf.fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from), static_cast<off_t>(to - from)) != 0 &&
       errno != EOPNOTSUPP)
     throw_errno(errno);
+  if (!keep_size) cf.extend(end);
 }
 
 void Fs::truncate(Inode& n, uint64_t size) { engine(n, true)->truncate(size); }
