@@ -158,10 +158,10 @@ void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   auto engine_ref = engine(table_.get(ino), true);
   ContentFile& cf = *engine_ref;
   if (punch) {
-    cf.zero_range(off, len, ContentFile::Space::Release);  // the size never changes
+    with_fresh_header(cf, [&] { cf.zero_range(off, len, ContentFile::Space::Release); });  // the size never changes
     return;
   }
-  if (zero) cf.zero_range(off, len, ContentFile::Space::Keep);
+  if (zero) with_fresh_header(cf, [&] { cf.zero_range(off, len, ContentFile::Space::Keep); });
   // Mode 0 and the rest of ZERO_RANGE: the backing space of the whole range is reserved, holes included, so that
   // a later write there cannot fail for want of space (reserving changes no byte of the backing file); then,
   // unless KEEP_SIZE, the file grows to off + len as a growing truncate does (the new blocks are holes). A full
@@ -175,7 +175,7 @@ void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
   if (::fallocate(cf.fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from), static_cast<off_t>(to - from)) != 0 &&
       errno != EOPNOTSUPP)
     throw_errno(errno);
-  if (!keep_size) cf.extend(end);
+  if (!keep_size) with_fresh_header(cf, [&] { cf.extend(end); });
 }
 
 void Fs::truncate(Inode& n, uint64_t size) { engine(n, true)->truncate(size); }
