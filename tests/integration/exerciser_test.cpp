@@ -79,6 +79,16 @@ TEST_F(Fsx, RandomOperationsOfEveryKindMatchTheModelAcrossRemounts) { run_fsx(su
 
 TEST_F(Exerciser, FsxOnTheDisk) { run_fsx(suite(), dir(), 6000, 2); }
 
+// The same under --shared-storage, where the kernel keeps no writeback cache and sends OPEN and RELEASE: mmap,
+// O_DIRECT and fallocate take other paths through it. Also on tmpfs.
+class FsxShared : public MountedTest<FsxShared> {
+ public:
+  static constexpr const char* kSuiteName = "FsxShared";
+  static std::vector<std::string> mount_args() { return {"--shared-storage"}; }
+};
+
+TEST_F(FsxShared, RandomOperationsOfEveryKindMatchTheModelAcrossRemounts) { run_fsx(suite(), dir(), kFsxOps / 10, 2); }
+
 TEST_F(Exerciser, ConcurrentWritersOfDisjointRegionsNeverCorruptEachOther) {
   const int kThreads = 4;
   const uint64_t seed = seed_from_env(77);
