@@ -42,6 +42,7 @@ WORKLOADS = [
     ("stat", "s", False),
     ("unlink", "s", False),
     ("sqlite", "tx/s", True),
+    ("fsx", "ops/s", True),
 ]
 UNIT = {w: u for w, u, _ in WORKLOADS}
 HIGHER = {w: h for w, _, h in WORKLOADS}
@@ -328,6 +329,7 @@ def availability(name, tools):
 class Bench:
     def __init__(self, args, tarball):
         self.a, self.tarball = args, tarball
+        self.skipped_ops = {}  # fsx: per filesystem, the operations it lacks (skipped, not measured)
 
     def timed(self, cmd, shell=False):
         t0 = time.monotonic()
@@ -417,6 +419,19 @@ class Bench:
                 con.close()
             return n / elapsed
 
+        def fsx():
+            # The mount exerciser's operations (tests/integration/fsx.hpp), same seed everywhere; what a
+            # filesystem lacks is skipped there and listed in the report.
+            if not fs.tools.get("fsx"):
+                raise RuntimeError("veilfs_bench_fsx was not built")
+            out = run([fs.tools["fsx"], str(m / "fsx"), "--ops", str(a.fsx_ops), "--seed", str(a.fsx_seed)],
+                      stdout=subprocess.PIPE, timeout=3600).stdout
+            res = json.loads(out.strip().splitlines()[-1])
+            if res["ops"] != a.fsx_ops:
+                raise RuntimeError(f"fsx ran {res['ops']} of {a.fsx_ops} operations")
+            self.skipped_ops[fs.name] = res["unsupported"]
+            return res["ops_per_s"]
+
         # Groups: the first workload of a group writes what the others read; a group runs only if its first
         # workload is selected. (setup, [(workload, prepare, measured action)]); setup and prepare are not
         # measured. Files are not removed between groups: deleting 1 GiB takes cryfs minutes, and the whole
@@ -429,6 +444,7 @@ class Bench:
                       ("randread", lambda: fs.cold("randread"), lambda: self.fio(fs, "randread"))]),
             (None, [("create", None, create), ("stat", lambda: fs.cold("stat"), stat), ("unlink", None, unlink)]),
             (None, [("sqlite", None, sqlite)]),
+            (None, [("fsx", None, fsx)]),
         ]
 
 
@@ -529,7 +545,7 @@ def speedup(wl, mine, other):
     return mine / other if HIGHER[wl] else other / mine
 
 
-def write_report(outdir, args, rows, fs_names, skipped, engine_txt, info):
+def write_report(outdir, args, rows, fs_names, skipped, engine_txt, info, skipped_ops):
     med = {}
     for fs in fs_names:
         for wl, _, _ in WORKLOADS:
@@ -560,7 +576,9 @@ def write_report(outdir, args, rows, fs_names, skipped, engine_txt, info):
              f"({info['tree_mb']:.0f} MB, /usr/include + /usr/share/doc, read from tmpfs); fio 4 KiB psync "
              f"randwrite/randread, {args.fio_mib} MiB file, {args.fio_seconds} s; create/stat/unlink "
              f"{args.files} empty files in one dir; sqlite = SQLite transactions (insert + update, default "
-             f"rollback journal, synchronous=FULL) for {args.sqlite_seconds} s. " + (
+             f"rollback journal, synchronous=FULL) for {args.sqlite_seconds} s; fsx = {args.fsx_ops} random operations "
+             f"of the mount exerciser (bench/fsx.cpp, seed {args.fsx_seed}: pwrite/pread, truncate, mmap with msync, "
+             "fallocate in every mode, copy_file_range, unaligned O_DIRECT, fsync; each checked against a model). " + (
              "Read workloads (seqread, lsR, readall, randread, stat) are preceded by a remount and drop_caches."
              if args.remount == "all" else "seqread is preceded by a remount and drop_caches; the other read "
              "workloads (lsR, readall, randread, stat) by drop_caches only (--remount seqread)."
@@ -582,8 +600,17 @@ def write_report(outdir, args, rows, fs_names, skipped, engine_txt, info):
     for fs in fs_names:
         L.append(f"| {fs} | " + " | ".join(cell(fs, w) for w in wls) + " |")
     L.append("")
-    L.append("Higher is better for MB/s, IOPS and tx/s; lower is better for seconds.")
+    L.append("Higher is better for MB/s, IOPS, tx/s and ops/s; lower is better for seconds.")
     L.append("")
+    if skipped_ops:
+        L.append("fsx operations a filesystem lacks, skipped there (same seed, so the rest is the same sequence; "
+                 "COLLAPSE/INSERT_RANGE are never tried outside the tests):")
+        L.append("")
+        for fs in fs_names:
+            if fs in skipped_ops:
+                ops = skipped_ops[fs]
+                L.append(f"- {fs}: " + (", ".join(f"{k} ×{v}" for k, v in sorted(ops.items())) if ops else "none"))
+        L.append("")
 
     peers = [p for p in PEERS if p in fs_names]
     veils = [v for v in VEIL if v in fs_names]
@@ -726,6 +753,8 @@ def main():
     ap.add_argument("--tree-files", type=int)
     ap.add_argument("--files", type=int)
     ap.add_argument("--sqlite-seconds", type=float)
+    ap.add_argument("--fsx-ops", type=int, help="operations of the fsx workload (default 20000; --quick: 5000)")
+    ap.add_argument("--fsx-seed", type=int, default=20261121)
     ap.add_argument("--remount", choices=["all", "seqread", "none"],
                     help="before read workloads, remount and drop caches (all, the default), or remount only before "
                          "seqread, or never remount and only drop caches (--quick: cryfs spends 7-50 s in its KDF "
@@ -741,6 +770,7 @@ def main():
     a.tree_files = a.tree_files or (2000 if q else 20000)
     a.files = a.files or (2000 if q else 10000)
     a.sqlite_seconds = a.sqlite_seconds or (2 if q else 5)
+    a.fsx_ops = a.fsx_ops or (5000 if q else 20000)
     a.remount = a.remount or ("none" if q else "all")
 
     if os.geteuid() != 0:
@@ -752,11 +782,12 @@ def main():
     build = Path(a.build_dir).resolve()
     tools = {}
     for key, rel in (("veilfs", "veilfs"), ("veilkey", "keytool/veilkey"), ("passthrough",
-                     "bench/veilfs_bench_passthrough"), ("engine", "bench/veilfs_engine_bench")):
+                     "bench/veilfs_bench_passthrough"), ("engine", "bench/veilfs_engine_bench"),
+                     ("fsx", "bench/veilfs_bench_fsx")):
         p = build / rel
         tools[key] = str(p) if p.is_file() and os.access(p, os.X_OK) else None
     target = {"veilfs": "veilfs", "veilkey": "veilkey", "veilfs_bench_passthrough": "passthrough",
-              "veilfs_engine_bench": "engine"}
+              "veilfs_engine_bench": "engine", "veilfs_bench_fsx": "fsx"}
     if a.baseline_build:
         base = Path(a.baseline_build).resolve()
         for key, rel in (("veilfs@base", "veilfs"), ("veilkey@base", "keytool/veilkey")):
@@ -850,7 +881,7 @@ def main():
                     finally:
                         active.remove(fs)
                     f.flush()
-        med = write_report(outdir, a, rows, fs_names, skipped, engine_txt, info)
+        med = write_report(outdir, a, rows, fs_names, skipped, engine_txt, info, bench.skipped_ops)
         write_chart(outdir, med, fs_names)
         log(f"done in {time.monotonic() - t_start:.0f} s: {outdir / 'results.md'}")
         print((outdir / "results.md").read_text(), flush=True)

@@ -40,7 +40,7 @@ for p in gocryptfs securefs cryfs encfs; do
 done
 
 # 2. Build. A target that fails to build is skipped by run.py rather than benchmarked from a stale binary.
-targets=(veilfs veilkey veilfs_bench_passthrough veilfs_engine_bench)
+targets=(veilfs veilkey veilfs_bench_passthrough veilfs_engine_bench veilfs_bench_fsx)
 broken=()
 if [ "$build_dir" = build-release ]; then
   bash scripts/build.sh release || loud "scripts/build.sh release failed; building the benchmark's targets one by one"

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "fuse/fs.hpp"
 #include "fuse/nonroot.hpp"
@@ -11,10 +12,6 @@
 #include "veilfs/util/error.hpp"
 
 namespace veil::fuse {
-
-namespace {
-constexpr uint64_t kFallocChunk = 1 << 20;  // zeros written per step of fallocate mode 0
-}  // namespace
 
 UniqueFd Fs::open_object(Inode& n, int flags) {
   if (!table_.cached_fd(n)) {
@@ -149,29 +146,36 @@ void Fs::fsync(uint64_t ino, bool datasync) {
 }
 
 void Fs::fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len) {
-  if (mode & ~FALLOC_FL_KEEP_SIZE) throw_errno(EOPNOTSUPP);
+  // What a local disk (ext4) offers, except COLLAPSE_RANGE and INSERT_RANGE: they shift every later block to
+  // another index, and a block's index is bound into its authentication, so each would re-encrypt the rest of
+  // the file. They, UNSHARE_RANGE and anything unknown are refused, as the VFS refuses PUNCH_HOLE without
+  // KEEP_SIZE and PUNCH_HOLE with ZERO_RANGE.
+  constexpr int kKnown = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+  const bool punch = (mode & FALLOC_FL_PUNCH_HOLE) != 0, zero = (mode & FALLOC_FL_ZERO_RANGE) != 0;
+  const bool keep_size = (mode & FALLOC_FL_KEEP_SIZE) != 0;
+  if ((mode & ~kKnown) || (punch && zero) || (punch && !keep_size)) throw_errno(EOPNOTSUPP);
+  if (len > std::numeric_limits<int64_t>::max() - off) throw_errno(EFBIG);
   auto engine_ref = engine(table_.get(ino), true);
   ContentFile& cf = *engine_ref;
-  uint64_t end = off + len;
-  uint64_t size = cf.size();
-  if (end <= size) return;  // every byte in range is already allocated (holes are authenticated, not sparse)
-  const auto& layout = vol_->content()->layout();
-  if (mode & FALLOC_FL_KEEP_SIZE) {
-    // Reserve the backing space only: the plaintext size is the backing size, so it must not grow.
-    uint64_t bsize = layout.backing_size(size);
-    uint64_t bend = layout.backing_size(end);
-    if (::fallocate(cf.fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(bsize), static_cast<off_t>(bend - bsize)) != 0 &&
-        errno != EOPNOTSUPP)
-      throw_errno(errno);
+  if (punch) {
+    with_fresh_header(cf, [&] { cf.zero_range(off, len, ContentFile::Space::Release); });  // the size never changes
     return;
   }
-  // Mode 0: real zeros up to the new end, so a later write cannot fail for want of space.
-  std::vector<uint8_t> zeros(std::min<uint64_t>(kFallocChunk, end - size));
-  for (uint64_t pos = std::max(size, off); pos < end;) {
-    uint64_t n = std::min<uint64_t>(zeros.size(), end - pos);
-    cf.write(pos, std::span<const uint8_t>(zeros.data(), n));
-    pos += n;
-  }
+  if (zero) with_fresh_header(cf, [&] { cf.zero_range(off, len, ContentFile::Space::Keep); });
+  // Mode 0 and the rest of ZERO_RANGE: the backing space of the whole range is reserved, holes included, so that
+  // a later write there cannot fail for want of space (reserving changes no byte of the backing file); then,
+  // unless KEEP_SIZE, the file grows to off + len as a growing truncate does (the new blocks are holes). A full
+  // disk fails the call before the size changes.
+  const uint64_t end = off + len;
+  const auto& layout = vol_->content()->layout();
+  const uint64_t B = layout.block_size();
+  const uint64_t from = layout.slot_offset(off / B);
+  const uint64_t to = layout.backing_size(end);
+  if (to > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) throw_errno(EFBIG);
+  if (::fallocate(cf.fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(from), static_cast<off_t>(to - from)) != 0 &&
+      errno != EOPNOTSUPP)
+    throw_errno(errno);
+  if (!keep_size) with_fresh_header(cf, [&] { cf.extend(end); });
 }
 
 void Fs::truncate(Inode& n, uint64_t size) { engine(n, true)->truncate(size); }

@@ -204,7 +204,86 @@ TEST_P(ContentCrashStates, InterruptedUnalignedShrinkIntoAHoleStaysReadable) {
   EXPECT_EQ(read_after_crash(crash_after("prev-unfinal", setup, op)), zero_extended({}, 4 * B + 100));
 }
 
-// Random writes and truncates, each stopped after a random one of its on-disk steps (or not at all). Whatever
+// A punch (fallocate PUNCH_HOLE or ZERO_RANGE) rewrites the claim of the data block after the run first, then
+// clears the run's slots, then rewrites the partly covered blocks. Each state reads without an error, every
+// block holding its old contents or zeros; the size never changes.
+TEST_P(ContentCrashStates, InterruptedPunchStaysReadable) {
+  const auto old = random_bytes(10 * B + 50, 14);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  const uint64_t off = 2 * B + 10, end = 6 * B + 20;  // head 2, run 3..5, tail 6 (the claimer)
+  for (auto space : {ContentFile::Space::Release, ContentFile::Space::Keep}) {
+    SCOPED_TRACE(space == ContentFile::Space::Keep ? "keep" : "release");
+    auto op = [&](ContentFile& f) { f.zero_range(off, end - off, space); };
+    auto zeroed = [&](uint64_t lo, uint64_t hi) {
+      auto v = old;
+      std::fill(v.begin() + static_cast<std::ptrdiff_t>(lo), v.begin() + static_cast<std::ptrdiff_t>(hi), 0);
+      return v;
+    };
+    // The claimer's own zeros are in with its new claim; the run still holds data, which the claim covers.
+    auto p1 = crash_after("punch-claim", setup, op);
+    EXPECT_EQ(read_after_crash(p1), zeroed(6 * B, end));
+    redo_and_check(p1, op, zeroed(off, end));
+    auto p2 = crash_after("punch-slots", setup, op);
+    EXPECT_EQ(read_after_crash(p2), zeroed(3 * B, end));
+    redo_and_check(p2, op, zeroed(off, end));
+    EXPECT_EQ(read_after_crash(crash_after("punch-head", setup, op)), zeroed(off, end));
+  }
+}
+
+TEST_P(ContentCrashStates, InterruptedPunchToTheEndKeepsAFinalDataBlock) {
+  const auto old = random_bytes(6 * B + 7, 15);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.zero_range(2 * B, 10 * B, ContentFile::Space::Release); };
+  auto done = old;
+  std::fill(done.begin() + static_cast<std::ptrdiff_t>(2 * B), done.end(), 0);
+  // Block 6, the last, is the claimer: rewritten as zeros, final, claiming 2..5, before they are cleared.
+  auto tail_zeroed = old;
+  std::fill(tail_zeroed.begin() + static_cast<std::ptrdiff_t>(6 * B), tail_zeroed.end(), 0);
+  EXPECT_EQ(read_after_crash(crash_after("punch-claim", setup, op)), tail_zeroed);
+  auto p = crash_after("punch-slots", setup, op);
+  EXPECT_EQ(read_after_crash(p), done);
+  // Nothing is left to do: the file still detects a cut before its last block.
+  truncate_file(p, cipher_->layout().slot_offset(6));
+  EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, p)); }), ErrorKind::Auth);
+}
+
+TEST_P(ContentCrashStates, InterruptedPunchEndingInAHoleRewritesTheClaimerAfterIt) {
+  const auto head = random_bytes(4 * B, 16), tail = random_bytes(B, 17);
+  auto setup = [&](ContentFile& f) {
+    f.write(0, head);
+    f.write(9 * B, tail);  // holes 4..8, claimed by block 9
+  };
+  auto op = [&](ContentFile& f) { f.zero_range(B, 5 * B + 30, ContentFile::Space::Release); };  // to inside 6
+  auto old = zero_extended(head, 10 * B);
+  std::copy(tail.begin(), tail.end(), old.begin() + static_cast<std::ptrdiff_t>(9 * B));
+  auto done = old;
+  std::fill(done.begin() + static_cast<std::ptrdiff_t>(B), done.begin() + static_cast<std::ptrdiff_t>(4 * B), 0);
+  EXPECT_EQ(read_after_crash(crash_after("punch-claim", setup, op)), old);  // block 9 now claims 1..8
+  auto p = crash_after("punch-slots", setup, op);
+  EXPECT_EQ(read_after_crash(p), done);
+  // Block 9 claims exactly the eight zero slots before it: zeroing block 0 is detected.
+  auto bytes = file_bytes(p);
+  std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(cipher_->layout().slot_offset(0)),
+            bytes.begin() + static_cast<std::ptrdiff_t>(cipher_->layout().slot_offset(1)), 0);
+  put_file_bytes(p, bytes);
+  EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, p)); }), ErrorKind::Auth);
+}
+
+TEST_P(ContentCrashStates, InterruptedPunchOfPartsOfTwoBlocksStaysReadable) {
+  const auto old = random_bytes(3 * B, 18);
+  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto op = [&](ContentFile& f) { f.zero_range(B + 10, B, ContentFile::Space::Keep); };  // no whole block
+  auto tail_done = old;
+  std::fill(tail_done.begin() + static_cast<std::ptrdiff_t>(2 * B),
+            tail_done.begin() + static_cast<std::ptrdiff_t>(2 * B + 10), 0);
+  EXPECT_EQ(read_after_crash(crash_after("punch-tail", setup, op)), tail_done);
+  auto done = old;
+  std::fill(done.begin() + static_cast<std::ptrdiff_t>(B + 10), done.begin() + static_cast<std::ptrdiff_t>(2 * B + 10),
+            0);
+  EXPECT_EQ(read_after_crash(crash_after("punch-head", setup, op)), done);
+}
+
+// Random writes, truncates and punches, each stopped after a random one of its on-disk steps (or not at all). Whatever
 // survives must read back without an error, no longer than the larger of the before and after sizes and no
 // shorter than the smaller one rounded down to a block, every byte either its old value, its new value or zero.
 // The survivor then becomes the reference for the next step.
@@ -221,7 +300,20 @@ TEST_P(ContentCrashStates, RandomInterruptedOperationsAlwaysLeaveAReadableFile) 
       std::vector<uint8_t> after = ref;
       std::function<void(ContentFile&)> op;
       std::string what;
-      if (pick(0, 2) != 0) {
+      const uint64_t kind = pick(0, 5);
+      if (kind >= 4) {
+        // A hole punch or zeroed range (fallocate): the size stays, the range reads as zeros.
+        const bool keep = kind == 5;
+        uint64_t off = pick(0, 2) == 0 ? pick(0, 6) * B : pick(0, ref.size() + B);
+        uint64_t len = pick(0, 3) == 0 ? ref.size() + B : pick(1, 8 * B);
+        if (off < after.size())
+          std::fill(after.begin() + static_cast<std::ptrdiff_t>(off),
+                    after.begin() + static_cast<std::ptrdiff_t>(std::min<uint64_t>(after.size(), off + len)), 0);
+        op = [off, len, keep](ContentFile& g) {
+          g.zero_range(off, len, keep ? ContentFile::Space::Keep : ContentFile::Space::Release);
+        };
+        what = std::string(keep ? "zero-range " : "punch-hole ") + std::to_string(off) + "+" + std::to_string(len);
+      } else if (kind >= 2) {
         uint64_t off = pick(0, 3) == 0 ? ref.size() + pick(0, 12 * B) : pick(0, ref.size() + B);
         uint64_t len = pick(0, 1) ? pick(1, 300) : pick(1, 3 * B);
         auto d = random_bytes(len, static_cast<uint32_t>(rng()));

@@ -1,5 +1,6 @@
-// A seeded randomized test: random writes (including far holes), truncates up and down and reads, applied to the
-// engine and to an in-memory reference, comparing size and every byte after each step.
+// A seeded randomized test: random writes (including far holes), truncates up and down, hole punches and zeroed
+// ranges (fallocate), extensions and reads, applied to the engine and to an in-memory reference, comparing size
+// and every byte after each step.
 #include <chrono>
 #include <sstream>
 
@@ -68,7 +69,7 @@ void run_random_ops(const RandomParam& p, int steps) {
   for (int step = 0; step < steps; ++step) {
     std::ostringstream what;
     const uint64_t op = pick(0, 99);
-    if (op < 55) {
+    if (op < 45) {
       uint64_t off = random_offset(), len = random_length();
       if (off + len > kMaxSize) off = pick(0, kMaxSize / 2), len = std::min<uint64_t>(len, kMaxSize / 2);
       what << "write off=" << off << " len=" << len;
@@ -77,7 +78,7 @@ void run_random_ops(const RandomParam& p, int steps) {
       ASSERT_NO_THROW(f->write(off, d));
       if (ref.size() < off + len) ref.resize(off + len, 0);
       std::copy(d.begin(), d.end(), ref.begin() + off);
-    } else if (op < 70) {
+    } else if (op < 57) {
       uint64_t n;
       switch (pick(0, 4)) {
         case 0:
@@ -97,6 +98,21 @@ void run_random_ops(const RandomParam& p, int steps) {
       SCOPED_TRACE("step " + std::to_string(step) + ": " + what.str());
       ASSERT_NO_THROW(f->truncate(n));
       ref.resize(n, 0);
+    } else if (op < 70) {
+      // fallocate's PUNCH_HOLE (space released) or ZERO_RANGE (kept): zeros, the size unchanged.
+      const bool keep = op >= 64;
+      uint64_t off = pick(0, 3) == 0 ? pick(0, 8) * B : pick(0, ref.size() + B);
+      uint64_t len = pick(0, 4) == 0 ? ref.size() + pick(0, 3 * B) : random_length() * pick(1, 4);
+      what << (keep ? "zero-range" : "punch-hole") << " off=" << off << " len=" << len;
+      SCOPED_TRACE("step " + std::to_string(step) + ": " + what.str());
+      ASSERT_NO_THROW(f->zero_range(off, len, keep ? ContentFile::Space::Keep : ContentFile::Space::Release));
+      if (off < ref.size()) std::fill(ref.begin() + off, ref.begin() + std::min<uint64_t>(ref.size(), off + len), 0);
+    } else if (op < 73) {
+      uint64_t n = std::min(kMaxSize, pick(0, 1) ? ref.size() + pick(0, 20 * B) : pick(0, ref.size() + 1));
+      what << "extend " << ref.size() << " -> " << n;
+      SCOPED_TRACE("step " + std::to_string(step) + ": " + what.str());
+      ASSERT_NO_THROW(f->extend(n));
+      if (n > ref.size()) ref.resize(n, 0);
     } else if (op < 95) {
       uint64_t off = ref.empty() ? 0 : pick(0, ref.size() + 10), len = random_length();
       what << "read off=" << off << " len=" << len;
@@ -117,6 +133,9 @@ void run_random_ops(const RandomParam& p, int steps) {
     std::vector<uint8_t> all;
     ASSERT_NO_THROW(all = read_all(*f));
     ASSERT_TRUE(all == ref) << "contents differ from the reference";
+    if (step % 100 == 99) {
+      ASSERT_EQ(f->first_bad_block(), std::nullopt);  // fsck agrees
+    }
   }
   EXPECT_EQ(f->first_bad_block(), std::nullopt);
 }

@@ -97,6 +97,21 @@ class ContentFile {
   size_t read(uint64_t off, std::span<uint8_t> out);
   void write(uint64_t off, std::span<const uint8_t> data);
   void truncate(uint64_t size);
+  // What zero_range does with the backing space of the blocks it turns into holes.
+  enum class Space {
+    Release,  // deallocate it (FALLOC_FL_PUNCH_HOLE): the backing file stays sparse
+    Keep,     // keep it allocated (FALLOC_FL_ZERO_RANGE): a later write there needs no new space
+  };
+  // Makes [off, off + len) read as zeros; the part past the end of the file is ignored and the size never
+  // changes (fallocate's PUNCH_HOLE and ZERO_RANGE, src/content/content_punch.cpp). Whole blocks become holes,
+  // vouched for by the data block after them, whose claim is rewritten first; partly covered blocks are
+  // rewritten with zeros; the last block stays a data block (a file never ends in a hole). Every step leaves a
+  // valid file in which each block holds its old contents or zeros (docs/FORMAT.md, 6.5).
+  void zero_range(uint64_t off, uint64_t len, Space space);
+  // Grows the file to new_size (the new bytes read as zeros, blocks in between stay holes, as a growing
+  // truncate); does nothing if the file is already that long or longer. Atomic against concurrent writes, unlike
+  // size() followed by truncate().
+  void extend(uint64_t new_size);
   uint64_t size() const;  // from the backing size alone
   int fd() const { return fd_.get(); }
   // Label used in log and error messages (an inode number or cipher path, never a plaintext name).
@@ -147,6 +162,9 @@ class ContentFile {
   Block load_block(const FileKey& k, uint64_t index, uint64_t nblocks);
   void store_block(const FileKey& k, uint64_t index, uint64_t hole_before, bool final, std::span<const uint8_t> plain);
   void write_locked(uint64_t off, std::span<const uint8_t> data);
+  // zero_range's parts (content_punch.cpp).
+  uint64_t zero_run_start(uint64_t from, uint64_t to) const;
+  void clear_slots(uint64_t first, uint64_t end, Space space);
   [[noreturn]] void fail_auth(uint64_t index) const;
   void step_done(std::string_view step) const {
     if (step_hook_) step_hook_(step);
