@@ -115,7 +115,8 @@ void add_kdf_options(po::options_description& d, KdfChoice& kdf, bool keep_old) 
 
 uint64_t parse_size(const std::string& text, const std::string& option) {
   auto bad = [&]() -> uint64_t {
-    throw_invalid(option + ": '" + text + "' is not a size (bytes, or a number with K, M or G for KiB, MiB, GiB, e.g. 64M)");
+    throw_invalid(option + ": '" + text +
+                  "' is not a size (bytes, or a number with K, M or G for KiB, MiB, GiB, e.g. 64M)");
   };
   size_t i = 0;
   uint64_t n = 0;

@@ -118,7 +118,7 @@ class Checker {
   const Volume& vol_;
   Options opt_;
   Report report_;
-  std::unordered_map<std::string, std::string> ivs_seen_;  // IV bytes -> first directory (plain path) with it
+  std::unordered_map<std::string, std::string> ivs_seen_;   // IV bytes -> first directory (plain path) with it
   std::map<std::pair<uint64_t, uint64_t>, Linked> linked_;  // by (st_dev, st_ino); entries go once all names are seen
   std::vector<Problem>* held_ = nullptr;                    // while checking a linked file: add() collects here
 };
