@@ -41,7 +41,8 @@ expect 'veilkey slot ' remove
 expect 'veilkey init cipherdir --ci' cipher=
 expect 'veilkey init cipherdir --cipher=' xchacha20poly1305
 expect 'veilfs -' allow-other
-expect 'veilfs fsck --r' repair
+expect 'veilfs fsck --rep' repair
+expect 'veilfs fsck --ren' rename-conflicts
 expect 'veilfs -o ro,pa' passfile=
 expect 'veilfs ' 'check a volume'
 print "   zsh completion: $n cases"
