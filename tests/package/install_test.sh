@@ -233,6 +233,7 @@ bash "$repo/tests/package/bash_completion_check.sh" || fail "bash completion (ab
 if command -v zsh >/dev/null; then
   step "zsh completion: in the default fpath, and completes commands and options"
   timeout 120 zsh -f "$repo/tests/package/zsh_completion_check.zsh" || fail "zsh completion (exit $?, above)"
+  [ -c /dev/null ] || fail "/dev/null is no longer a character device after the zsh check"
 else
   echo "!!! WARNING: zsh is not installed: the zsh completion check is SKIPPED !!!" >&2
 fi

@@ -4,8 +4,11 @@
 # Each case waits for its expected text, so a completion that never comes ends in the caller's timeout.
 emulate -L zsh
 setopt err_exit
+work=$(mktemp -d)
+trap 'zpty -d z 2>/dev/null; rm -rf $work' EXIT
+# Never `-d /dev/null`: compinit replaces its dump file by a rename, and /dev/null would become a regular file.
 autoload -Uz compinit
-compinit -u -D -d /dev/null
+compinit -u -D -d $work/zcompdump
 local -a found
 for f in _veilfs _veilkey; do
   found=(${^fpath}/$f(N))
@@ -17,11 +20,9 @@ found=(${^fpath}/_veil*(N))
 print "   in the fpath: $found"
 
 zmodload zsh/zpty
-work=$(mktemp -d)
-trap 'zpty -d z 2>/dev/null; rm -rf $work' EXIT
 mkdir $work/cipherdir
 zpty z TERM=dumb zsh -f -i
-zpty -w z "PS1='%# '; autoload -Uz compinit; compinit -u -D -d /dev/null; unsetopt beep; LISTMAX=0; cd $work"
+zpty -w z "PS1='%# '; autoload -Uz compinit; compinit -u -D -d $work/zcompdump; unsetopt beep; LISTMAX=0; cd $work"
 zpty -w z "print -r -- SET''UP"
 zpty -r z out '*SETUP*'
 n=0
