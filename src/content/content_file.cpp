@@ -25,6 +25,8 @@ constexpr std::string_view kFileKeyLabel = "veilfs v1 file key";
 constexpr size_t kParallelBlocks = 32;  // below 128 KiB, splitting costs more than it saves
 constexpr uint64_t kMaxPlainSize = uint64_t{1} << 60;
 constexpr size_t kWriteBehindBytes = 256 * 1024;  // smaller writes are left to the kernel's writeback
+constexpr uint64_t kMaxRewrite = 32;  // blocks rewritten rather than a barrier (crash ordering, write_locked)
+constexpr size_t kMaxLoose = 4096;    // loose blocks before a barrier and tightening
 
 uint64_t get_u64(const uint8_t* p) {
   uint64_t v = 0;
@@ -55,8 +57,142 @@ Aead ContentCipher::file_aead(const format::FileId& id) const {
   return Aead(cipher_, k.span());
 }
 
-ContentFile::ContentFile(std::shared_ptr<const ContentCipher> cipher, UniqueFd fd, std::string label)
-    : cipher_(std::move(cipher)), layout_(cipher_->layout()), fd_(std::move(fd)), label_(std::move(label)) {}
+ContentFile::ContentFile(std::shared_ptr<const ContentCipher> cipher, UniqueFd fd, std::string label,
+                         std::shared_ptr<DurableShape> shape)
+    : cipher_(std::move(cipher)),
+      layout_(cipher_->layout()),
+      fd_(std::move(fd)),
+      label_(std::move(label)),
+      shape_(shape ? std::move(shape) : std::make_shared<DurableShape>()) {
+  const int fl = ::fcntl(fd_.get(), F_GETFL);
+  writable_ = fl >= 0 && (fl & O_ACCMODE) != O_RDONLY;
+  std::lock_guard lk(shape_->mu);
+  if (!shape_->known) {
+    // What the file holds when first seen is taken as on disk: written before this daemon, or by it and synced
+    // when its engine went (see the destructor and docs/FORMAT.md 6.5).
+    shape_->known = true;
+    reset_shape_locked(backing_size());
+  }
+}
+
+ContentFile::~ContentFile() {
+  if (!writable_ || halted_) return;
+  try {
+    const bool last = shape_.use_count() == 1;
+    bool need = false;
+    {
+      std::lock_guard lk(shape_->mu);
+      need = !shape_->loose.empty() || (last && shape_->dirty);
+    }
+    if (need) {
+      std::unique_lock w(rw_);
+      barrier_locked();
+      tighten_locked();
+    }
+  } catch (...) {
+    // Best effort: what is left is what a crash right now would leave, which readers accept.
+  }
+}
+
+void ContentFile::barrier_locked(bool full) {
+  if ((full ? ::fsync(fd_.get()) : ::fdatasync(fd_.get())) != 0) throw_errno(full ? "fsync" : "fdatasync");
+  const uint64_t backing = backing_size();
+  std::optional<format::FileId> id;
+  {
+    std::lock_guard kl(key_mu_);
+    if (key_ && backing >= kFileHeaderSize) id = key_->header.id;
+  }
+  std::lock_guard lk(shape_->mu);
+  reset_shape_locked(backing);
+  shape_->id = id;
+  shape_->dirty = false;
+  step_done("barrier");
+}
+
+void ContentFile::reset_shape_locked(uint64_t backing) {
+  DurableShape& d = *shape_;
+  d.bytes = d.high = backing;
+  d.header = backing >= kFileHeaderSize;
+  d.short_slots.clear();
+  const uint64_t nb = layout_.block_count(backing);
+  if (nb > 0 && backing < layout_.slot_offset(nb)) d.short_slots.insert(nb - 1);
+}
+
+void ContentFile::tighten_locked() {
+  std::set<uint64_t> loose;
+  {
+    std::lock_guard lk(shape_->mu);
+    if (!writable_) return;
+    loose.swap(shape_->loose);
+  }
+  const uint64_t backing = backing_size();
+  const uint64_t nb = layout_.block_count(backing);
+  if (loose.empty() || nb == 0) return;
+  const FileKey& k = key_locked(backing);
+  // Tightening is not a change of the file: its modification time stays what the user last made it (tar and
+  // rsync set it after writing, before the close that tightens).
+  struct stat before;
+  const bool have_times = ::fstat(fd_.get(), &before) == 0;
+  bool stored = false;
+  for (uint64_t i : loose) {
+    if (i >= nb) break;
+    try {
+      Block b = load_block(k, i, nb);
+      if (b.hole) continue;
+      // The exact claim: the all-zero slots right before it, all of them within the claim it has.
+      const uint64_t exact = i - zero_run_start(i - b.hole_before, i);
+      if (exact == b.hole_before && i + 1 == nb) continue;  // already exact (the last block reads only if final)
+      store_block(k, i, exact, i + 1 == nb, b.plain);
+      stored = true;
+    } catch (const Error& e) {
+      if (e.kind() != ErrorKind::Auth) throw;  // a damaged block is left as found: reads and fsck report it
+    }
+  }
+  if (stored && have_times) {
+    const struct timespec times[2] = {before.st_atim, before.st_mtim};
+    ::futimens(fd_.get(), times);  // best effort: a failure leaves a later mtime, nothing worse
+  }
+  step_done("tighten");
+}
+
+void ContentFile::note_loose(uint64_t index) {
+  std::lock_guard lk(shape_->mu);
+  shape_->loose.insert(index);
+}
+
+void ContentFile::note_written(std::optional<uint64_t> short_last) {
+  const uint64_t backing = backing_size();
+  std::lock_guard lk(shape_->mu);
+  shape_->dirty = true;
+  shape_->high = std::max(shape_->high, backing);
+  if (short_last) shape_->short_slots.insert(*short_last);
+}
+
+void ContentFile::sync(bool datasync) {
+  std::unique_lock w(rw_);
+  barrier_locked(!datasync);
+  tighten_locked();
+}
+
+void ContentFile::settle(bool unsynced_too) {
+  std::unique_lock w(rw_);
+  {
+    std::lock_guard lk(shape_->mu);
+    if (shape_->loose.empty() && !(unsynced_too && shape_->dirty)) return;
+  }
+  barrier_locked();
+  tighten_locked();
+}
+
+bool ContentFile::unsynced() const {
+  std::lock_guard lk(shape_->mu);
+  return shape_->dirty;
+}
+
+size_t ContentFile::loose_blocks() const {
+  std::lock_guard lk(shape_->mu);
+  return shape_->loose.size();
+}
 
 uint64_t ContentFile::backing_size() const { return file_size(fd_.get()); }
 
@@ -78,6 +214,8 @@ const ContentFile::FileKey& ContentFile::key_locked(uint64_t backing) {
     auto h = read_header(backing);
     if (!h) throw_auth("file header of " + (label_.empty() ? "a file" : label_) + " is damaged");
     key_ = std::make_unique<FileKey>(FileKey{*h, cipher_->file_aead(h->id)});
+    std::lock_guard sl(shape_->mu);
+    if (!shape_->id) shape_->id = h->id;
   }
   return *key_;
 }
@@ -100,10 +238,14 @@ std::optional<format::FileHeader> ContentFile::read_header(uint64_t backing, Ver
   }
 }
 
-const ContentFile::FileKey& ContentFile::new_key_locked() {
+const ContentFile::FileKey& ContentFile::new_key_locked(const std::optional<format::FileId>& id) {
   std::lock_guard lk(key_mu_);
+  if (id && key_ && key_->header.id == *id) return *key_;
   auto h = format::FileHeader::fresh();
+  if (id) h.id = *id;
   key_ = std::make_unique<FileKey>(FileKey{h, cipher_->file_aead(h.id)});
+  std::lock_guard sl(shape_->mu);
+  shape_->id = h.id;
   return *key_;
 }
 
@@ -199,6 +341,10 @@ void ContentFile::store_block(const FileKey& k, uint64_t index, uint64_t hole_be
 
 size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
   std::shared_lock lk(rw_);
+  return read_locked(off, out);
+}
+
+size_t ContentFile::read_locked(uint64_t off, std::span<uint8_t> out) {
   const uint64_t backing = backing_size();
   const uint64_t size = layout_.plain_size(backing);
   if (out.empty() || off >= size) return 0;
@@ -266,6 +412,11 @@ size_t ContentFile::read(uint64_t off, std::span<uint8_t> out) {
 void ContentFile::write(uint64_t off, std::span<const uint8_t> data) {
   std::unique_lock lk(rw_);
   write_locked(off, data);
+  if (loose_blocks() > kMaxLoose) {
+    // A long stream of writes with no fsync: put it on disk and tighten, so the set stays small.
+    barrier_locked();
+    tighten_locked();
+  }
   lk.unlock();
   if (data.size() >= kWriteBehindBytes) {
     // Large writes are streaming: start the backing file's write-out now, so that the disk works while the next
@@ -276,23 +427,93 @@ void ContentFile::write(uint64_t off, std::span<const uint8_t> data) {
   }
 }
 
+// Crash ordering (docs/FORMAT.md 6.5). Whatever subset of the writes since the last barrier a power cut keeps
+// on top of the durable shape, the file must read as a block-wise mix of its versions. So every pwrite stands
+// on its own: its first block's hole claim reaches back over every block that may read as zeros then (to the
+// durable end), its last block is flagged final where the file may end there, and a slot whose length it
+// changes is in the same pwrite as every later slot it writes. Old final flags and long claims stay (readers
+// accept them) until a barrier has put the data on disk (tighten_locked). Where a write depends on an earlier
+// step being on disk (its header, a cut), it makes a barrier first.
 void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
   if (data.empty()) return;
   if (off > kMaxPlainSize || data.size() > kMaxPlainSize - off) throw Error(ErrorKind::Io, EFBIG, "file too large");
   const uint64_t B = layout_.block_size();
   uint64_t backing = backing_size();
   const bool need_header = backing < kFileHeaderSize;
-  const FileKey& k = need_header ? new_key_locked() : key_locked(backing);
   if (need_header) backing = 0;
-
   const uint64_t nb = layout_.block_count(backing);
+
+  uint64_t d_bytes, d_high;
+  bool d_header;
+  std::optional<format::FileId> d_id;
+  std::optional<uint64_t> d_short;  // the lowest short slot that may be on disk before this write's first block
+  {
+    std::lock_guard lk(shape_->mu);
+    d_bytes = shape_->bytes;
+    d_high = shape_->high;
+    d_header = shape_->header;
+    d_id = shape_->id;
+    for (uint64_t s : shape_->short_slots)
+      if (s < off / B) {
+        d_short = s;
+        break;
+      }
+  }
+  // A slot that a power cut may leave short, before the first block written: rewrite from it, in this pwrite.
+  {
+    const uint64_t f0 = off / B;
+    uint64_t from = f0;
+    if (nb > 0 && backing < layout_.slot_offset(nb) && f0 > nb - 1) from = nb - 1;
+    if (d_short) from = std::min(from, *d_short);
+    if (from < f0) {
+      // Rewriting keeps one pwrite, but not across holes the write leaves (they would become zeros on disk).
+      if (f0 - from <= kMaxRewrite && f0 <= nb) {
+        const uint64_t lead = off - from * B;
+        std::vector<uint8_t> joined(lead + data.size(), 0);
+        read_locked(from * B, {joined.data(), static_cast<size_t>(lead)});  // zeros past the end
+        std::memcpy(joined.data() + lead, data.data(), data.size());
+        write_locked(from * B, joined);
+        return;
+      }
+      // Too far back to rewrite, or past holes: the last block padded to full (still final), then all on disk.
+      if (nb > 0 && backing < layout_.slot_offset(nb) && f0 > nb - 1) {
+        const FileKey& k = key_locked(backing);
+        Block b = load_block(k, nb - 1, nb);
+        b.plain.resize(B, 0);
+        reserve_space(layout_.slot_offset(nb - 1), layout_.slot_size());
+        store_block(k, nb - 1, b.hole_before, true, b.plain);
+        step_done("pad-old-final");
+      }
+      barrier_locked();
+      write_locked(off, data);
+      return;
+    }
+  }
+
+  // The header. A new one (an empty file) reuses the file ID of any header that may still be on disk.
+  const FileKey* kp;
+  if (need_header) {
+    std::optional<format::FileId> reuse = d_id;
+    if (!reuse && d_header) {
+      barrier_locked();  // a durable header of unknown ID (the truncate to 0 not yet on disk): make the cut durable
+      d_header = false;
+      d_bytes = d_high = 0;
+    }
+    kp = &new_key_locked(reuse);
+  } else {
+    kp = &key_locked(backing);
+  }
+  const FileKey& k = *kp;
+
   const uint64_t size = layout_.plain_size(backing);
   const uint64_t end = off + data.size();
   const bool extends = end > size;
   const uint64_t new_size = std::max(size, end);
   const uint64_t f = off / B, l = (end - 1) / B;
   const uint64_t new_last = extends ? l : nb - 1;
-  const bool old_last_outside = extends && nb > 0 && nb - 1 < f;  // old final block must lose its flag
+  const uint64_t d_blocks = layout_.block_count(d_bytes);
+  // The fewest blocks the file may have after a power cut: blocks from there on may be zeros or gone.
+  const uint64_t floor_blocks = std::min(nb, d_blocks);
 
   auto new_len = [&](uint64_t i) { return i == new_last ? new_size - i * B : B; };
 
@@ -305,73 +526,71 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
   } else {
     hb_first = f - nb;
   }
+  if (f > floor_blocks && f - floor_blocks > hb_first) {
+    hb_first = f - floor_blocks;  // the blocks between may read as zeros after a power cut
+    note_loose(f);
+  }
   if (l != f && l < nb) {
     bool covered = off <= l * B && end >= l * B + new_len(l);
-    // A hole at l also matters: the data block that claims it must have its claim shortened.
+    // A hole at l also matters: the data block that claims it is left with a claim too long.
     if (!covered || l + 1 < nb) lastb = load_block(k, l, nb);
   }
-  // Data block after the written range whose hole claim shrinks (only when l was inside a hole run).
-  std::optional<uint64_t> claimer;
-  std::optional<Block> claimer_block;
+  // A filled hole run: the data block after it keeps its claim (too long now, tolerated) until tightened.
   const Block* at_l = (l == f) ? (first ? &*first : nullptr) : (lastb ? &*lastb : nullptr);
   if (at_l && at_l->hole && l + 1 < nb) {
     uint64_t c = 0;
     verified_hole_start(k, l, nb, &c);
-    claimer = c;
-    claimer_block = load_block(k, c, nb);
+    note_loose(c);
   }
-  std::optional<Block> old_last;
-  if (old_last_outside) old_last = load_block(k, nb - 1, nb);
 
-  // The written range as laid out on disk: [wstart, wstart + wlen), the header first for a new file.
+  // The written range as laid out on disk: [wstart, wstart + wlen), the header first when it is not on disk.
   const size_t count = l - f + 1;
   const size_t ns = layout_.nonce_size(), ovh = layout_.overhead(), slot = layout_.slot_size();
-  const size_t hdr = (need_header && f == 0) ? kFileHeaderSize : 0;
+  const bool header_here = f == 0 && (need_header || !d_header);
+  const size_t hdr = header_here ? kFileHeaderSize : 0;
   const size_t wlen = hdr + (count - 1) * slot + new_len(l) + ovh;
   const uint64_t wstart = layout_.slot_offset(f) - hdr;
-  // A write that rewrites existing bytes reserves its space first, so that a full disk fails it before anything is
-  // overwritten. A write wholly past the old end needs no reservation: if it fails, the file is cut back to where
-  // it ended, which is cheaper than reserving (fallocate) on every append.
   const bool overwrites = wstart < backing;
-  const bool pad_old_last = old_last_outside && old_last->plain.size() < B;
-  auto reserve = [&](uint64_t at, uint64_t len) {
-    if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(at), static_cast<off_t>(len)) != 0 &&
-        errno != EOPNOTSUPP && errno != ENOSYS)
-      throw_errno("reserve space");
-  };
-  if (extends && overwrites) reserve(wstart, wlen);
-  if (pad_old_last) reserve(layout_.slot_offset(nb - 1), slot);
+  if (extends && overwrites) reserve_space(wstart, wlen);
 
-  // Order matters for crash safety: every intermediate state is a readable file.
-  std::vector<uint8_t> padded;
-  if (old_last_outside) {
-    padded = old_last->plain;
-    padded.resize(B, 0);
-    // Step 1: a short final block becomes a full final block (the file grows with zeros).
-    if (pad_old_last) {
-      store_block(k, nb - 1, old_last->hole_before, true, padded);
-      step_done("pad-old-final");
+  if (f > 0 && (need_header || !d_header)) {
+    if (need_header) {
+      auto h = k.header.serialize();
+      pwrite_full(fd_.get(), h, 0);
+      step_done("header");
     }
+    // Blocks whose header a power cut could take away (a new file's) wait until it is on disk.
+    if (!d_header) barrier_locked();
   }
-  if (need_header && !hdr) {
-    auto h = k.header.serialize();
-    pwrite_full(fd_.get(), h, 0);
-    step_done("header");
-  }
+  // A short last slot where the disk may still hold a longer one, or more slots (a cut not yet on disk): the
+  // cut first, or the old slot's tail would follow the new one.
+  const uint64_t last_end = layout_.slot_offset(l) + new_len(l) + ovh;
+  if (new_len(l) < B && d_high > last_end) barrier_locked();
   const uint64_t cut_back_to = overwrites ? 0 : backing_size();
 
-  // Step 2: the new blocks, the last of them final. Each chunk encrypts its blocks into one buffer and writes them
-  // with one pwrite, so that on several cores the copies into the page cache overlap with encryption.
+  // The blocks. Each chunk encrypts its blocks into one buffer and writes them with one pwrite, so that on several
+  // cores the copies into the page cache overlap with encryption; each chunk's pwrite stands on its own (its
+  // first block claims back, its last is final where the file may end). Only a write that lengthens a short
+  // slot and goes on past it is one pwrite.
+  // So is a write that carries a header not yet on disk: a later chunk must not reach the disk without it.
+  bool one_pwrite = hdr > 0 || (nb > 0 && backing < layout_.slot_offset(nb) && f <= nb - 1 && l > nb - 1);
+  {
+    std::lock_guard lk(shape_->mu);
+    auto it = shape_->short_slots.lower_bound(f);
+    if (it != shape_->short_slots.end() && *it < l) one_pwrite = true;
+  }
   std::vector<uint8_t> nonces(count * ns);
   random_fill(nonces);
+  RawBuffer whole(one_pwrite ? wlen : 0);
   try {
     parallel_for(count, kParallelBlocks, [&](size_t cb, size_t ce) {
       const size_t bbeg = cb == 0 ? 0 : hdr + cb * slot;
       const size_t bend = ce == count ? wlen : hdr + ce * slot;
-      RawBuffer wbuf(bend - bbeg);
+      RawBuffer own(one_pwrite ? 0 : bend - bbeg);
+      uint8_t* wbuf = one_pwrite ? whole.data.get() + bbeg : own.data.get();
       if (cb == 0 && hdr) {
         auto h = k.header.serialize();
-        std::memcpy(wbuf.data.get(), h.data(), h.size());
+        std::memcpy(wbuf, h.data(), h.size());
       }
       std::vector<uint8_t> tmp;
       for (size_t c = cb; c < ce; ++c) {
@@ -388,11 +607,24 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
           std::memcpy(tmp.data() + (lo - blk), data.data() + (lo - off), hi - lo);
           plain = {tmp.data(), len};
         }
-        encrypt_slot(k, i, i == f ? hb_first : 0, i == new_last, plain, wbuf.span(hdr + c * slot - bbeg, len + ovh),
+        uint64_t hb = 0;
+        if (c == 0) {
+          hb = hb_first;
+        } else if (c == cb && !one_pwrite) {
+          hb = hb_first + c;  // the chunks before this one may be lost
+          note_loose(i);
+        }
+        bool final = i == new_last;
+        if (!final && c + 1 == ce && !one_pwrite && i + 1 >= floor_blocks) {
+          final = true;  // the chunks after this one may be lost, and the file end here
+          note_loose(i);
+        }
+        encrypt_slot(k, i, hb, final, plain, {wbuf + (hdr + c * slot - bbeg), static_cast<size_t>(len + ovh)},
                      {nonces.data() + c * ns, ns});
       }
-      pwrite_full(fd_.get(), wbuf.span(0, wbuf.size), wstart + bbeg);
+      if (!one_pwrite) pwrite_full(fd_.get(), {wbuf, bend - bbeg}, wstart + bbeg);
     });
+    if (one_pwrite) pwrite_full(fd_.get(), whole.span(0, wlen), wstart);
   } catch (const Error&) {
     // Past the old end nothing was overwritten: dropping what did get written restores the file as it was.
     if (!overwrites && ::ftruncate(fd_.get(), static_cast<off_t>(cut_back_to)) != 0) {
@@ -401,16 +633,18 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
     throw;
   }
   step_done("new-blocks");
-  // Step 3: the old final block is no longer final.
-  if (old_last_outside) {
-    store_block(k, nb - 1, old_last->hole_before, false, padded);
-    step_done("unfinal-old");
-  }
-  // Step 4: the data block after a filled hole claims fewer hole blocks.
-  if (claimer && !claimer_block->hole) {
-    store_block(k, *claimer, *claimer - l - 1, *claimer + 1 == nb, claimer_block->plain);
-    step_done("shrink-claim");
-  }
+  // The old final block keeps its flag (the new blocks may not reach the disk) until tightened.
+  if (extends && nb > 0 && nb - 1 < f) note_loose(nb - 1);
+  note_written(new_size % B && new_last >= f && new_last <= l ? std::optional<uint64_t>(new_last) : std::nullopt);
+}
+
+void ContentFile::reserve_space(uint64_t at, uint64_t len) {
+  // A write that rewrites existing bytes reserves its space first, so that a full disk fails it before anything
+  // is overwritten. A write wholly past the old end needs no reservation: if it fails, the file is cut back to
+  // where it ended, which is cheaper than reserving (fallocate) on every append.
+  if (::fallocate(fd_.get(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(at), static_cast<off_t>(len)) != 0 &&
+      errno != EOPNOTSUPP && errno != ENOSYS)
+    throw_errno("reserve space");
 }
 
 void ContentFile::truncate(uint64_t new_size) {
@@ -420,9 +654,15 @@ void ContentFile::truncate(uint64_t new_size) {
   const uint64_t size = layout_.plain_size(backing);
   if (new_size == 0) {
     if (backing == 0) return;
+    if (backing >= kFileHeaderSize) {
+      try {
+        key_locked(backing);  // its file ID is the next header's (DurableShape::id)
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::Auth) throw;
+      }
+    }
     if (::ftruncate(fd_.get(), 0) != 0) throw_errno("ftruncate");
-    std::lock_guard kl(key_mu_);
-    key_.reset();  // the next write starts a new file with a new ID and key
+    note_written();
     return;
   }
   if (new_size == size && backing == layout_.backing_size(size)) return;
@@ -442,24 +682,29 @@ void ContentFile::truncate(uint64_t new_size) {
   plain.resize(new_size - last * B, 0);
   auto cut_to = [&](uint64_t backing_len) {
     if (::ftruncate(fd_.get(), static_cast<off_t>(backing_len)) != 0) throw_errno("ftruncate");
+    note_written();
   };
+  // Each step below depends on the one before it being on disk: a barrier between them (a shrinking truncate
+  // to a size > 0 costs one or two fdatasyncs; truncates to 0 and growing ones none).
   if (plain.size() == B) {
-    // Block-aligned: rewrite the new final block in place at the same length, flagged final (tolerated in the
-    // middle of a file), then cut. Every intermediate state is a valid file.
+    // Block-aligned: the new final block rewritten in place at the same length, flagged final (tolerated in the
+    // middle of a file), then the cut.
     store_block(k, last, b.hole_before, true, plain);
     step_done("new-final");
+    barrier_locked();
     cut_to(layout_.slot_offset(last + 1));
     step_done("cut");
     return;
   }
   // A shorter final block cannot be rewritten in place: between that write and the cut, its slot would be
-  // followed by the old slot's tail and fail authentication, leaving the end of the file unreadable after a
-  // crash. Instead end the file at the block before it (made final first), then append the short block, so
-  // that every intermediate state is a valid file: the old one, a prefix of it, or the new one.
+  // followed by the old slot's tail. Instead end the file at the block before it (made final first), then
+  // append the short block: every state is the old file, a prefix of it, or the new one.
   if (last == 0) {
     cut_to(kFileHeaderSize);  // a header-only file reads as empty
     step_done("cut-before");
+    barrier_locked();
     store_block(k, 0, 0, true, plain);
+    note_written(0);
     step_done("new-final");
     return;
   }
@@ -469,12 +714,45 @@ void ContentFile::truncate(uint64_t new_size) {
   // block that claimed it keeps a claim one block too long, which readers accept (it still covers every hole).
   store_block(k, last - 1, prev.hole_before, true, prev_plain);
   step_done("prev-final");
+  barrier_locked();
   cut_to(layout_.slot_offset(last));
   step_done("cut-before");
+  barrier_locked();
   store_block(k, last, 0, true, plain);
+  note_written(last);
+  note_loose(last - 1);  // its final flag goes when tightened
   step_done("new-final");
-  store_block(k, last - 1, prev.hole_before, false, prev_plain);
-  step_done("prev-unfinal");
+}
+
+bool ContentFile::reseal_end() {
+  if (!writable_) return false;
+  const VerifyResult r = verify();
+  if (!r.cut_at_block_boundary) return false;
+  std::unique_lock lk(rw_);
+  const uint64_t backing = backing_size();
+  const uint64_t nb = layout_.block_count(backing);
+  if (backing != r.backing_size || nb == 0) return false;  // changed since
+  const FileKey& k = key_locked(backing);
+  std::vector<uint8_t> slot(layout_.slot_size());
+  slot.resize(pread_full(fd_.get(), slot, layout_.slot_offset(nb - 1)));
+  std::vector<uint8_t> plain(layout_.block_size());
+  uint64_t hb = 0;
+  // Decrypted as a block in the middle (final or not): it authenticates, only its place is wrong.
+  plain.resize(decrypt_slot(k, nb - 1, /*last=*/false, slot, plain, &hb));
+  store_block(k, nb - 1, hb, true, plain);
+  barrier_locked();
+  return true;
+}
+
+bool ContentFile::drop_empty_header() {
+  if (!writable_) return false;
+  const VerifyResult r = verify();
+  if (!r.header_only()) return false;
+  std::unique_lock lk(rw_);
+  if (backing_size() != r.backing_size) return false;
+  if (::ftruncate(fd_.get(), 0) != 0) throw_errno("ftruncate");
+  barrier_locked();
+  return true;
 }
 
 std::optional<uint64_t> VerifyResult::first_bad_block() const {

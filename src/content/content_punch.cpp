@@ -27,8 +27,20 @@ uint64_t ContentFile::zero_run_start(uint64_t from, uint64_t to) const {
   // claim, 6.3): the new claim must not, or those blocks could be zeroed undetected. Unallocated ranges are
   // skipped without reading; allocated slots are read and checked.
   const size_t slot = layout_.slot_size();
-  uint64_t start = from;
   std::vector<uint8_t> buf;
+  // The slots right before `to` first: in a dense file the run ends there (tightening a long claim, whose
+  // reach may be the whole file, costs one read instead of a scan of everything before it).
+  if (to > from) {
+    const uint64_t lo = to - std::min<uint64_t>(4, to - from);
+    buf.resize((to - lo) * slot);
+    const size_t got = pread_full(fd_.get(), buf, layout_.slot_offset(lo));
+    for (uint64_t t = to; t > lo; --t) {
+      const size_t b = static_cast<size_t>((t - 1 - lo) * slot);
+      if (b + slot > got || !slot_is_zero({buf.data() + b, slot})) return t;
+    }
+    to = lo;  // all zeros: the rest is scanned forwards, skipping what is unallocated
+  }
+  uint64_t start = from;
   for (uint64_t i = from; i < to;) {
     off_t data = ::lseek(fd_.get(), static_cast<off_t>(layout_.slot_offset(i)), SEEK_DATA);
     if (data < 0) {
@@ -129,19 +141,25 @@ void ContentFile::zero_range(uint64_t off, uint64_t len, Space space) {
     // a claim (they decrypt on their own), so the file reads as before, apart from the zeroed tail.
     if (claimer.hole_before != j - s || j == tail) {
       store_block(k, j, j - s, j == L, claimer.plain);
+      note_written();
       step_done("punch-claim");
     }
+    // The claim on disk before any slot is cleared: a power cut must not keep zeros that no claim covers.
+    if (unsynced_locked()) barrier_locked();
     // Step 2: the run's slots become zeros (unallocated or not), now vouched for.
     clear_slots(h0, h1, space);
+    note_written();
     step_done("punch-slots");
   }
   // Steps 3 and 4: the partly covered blocks, rewritten in place at their length with their claim and flag.
   if (!tail_done) {
     store_block(k, *tail, tb->hole_before, *tail == L, tb->plain);
+    note_written();
     step_done("punch-tail");
   }
   if (hb && !hb->hole) {
     store_block(k, *head, hb->hole_before, *head == L, hb->plain);
+    note_written();
     step_done("punch-head");
   }
 }

@@ -119,6 +119,7 @@ std::string Problem::line() const {
   if (repaired)
     s += kind == ProblemKind::ConflictCopy                                    ? " [renamed]"
          : kind == ProblemKind::DirIvMissing || kind == ProblemKind::DirIvBad ? " [written]"
+         : kind == ProblemKind::Truncated                                     ? " [repaired]"
                                                                               : " [removed]";
   return s;
 }
@@ -523,7 +524,10 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
       ~Hold() { held = nullptr; }
     } hold{held_};
     if (linked) held_ = &linked->problems;
-    UniqueFd fd(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    // Read-write only for --repair (re-sealing a file's end); a file we may not write is checked read-only.
+    UniqueFd fd;
+    if (opt_.repair) fd.reset(::openat(dfd, name.c_str(), O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) fd.reset(::openat(dfd, name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     if (!fd) {
       add(ProblemKind::IoError, path, cpath, "cannot open: " + errno_text(errno));
       return;
@@ -631,7 +635,12 @@ void Checker::check_file(UniqueFd fd, const std::string& path, const std::string
         return;
     }
     if (r.header_only()) {
-      add(ProblemKind::Truncated, path, cpath, "file has a header but no blocks: its contents are missing");
+      // What a cut-short first write or shrinking truncate leaves (docs/FORMAT.md 6.5); it reads as empty.
+      const bool repaired = opt_.repair && cf.drop_empty_header();
+      add(ProblemKind::Truncated, path, cpath,
+          std::string("file has a header but no blocks: it reads as empty (a write or truncate was cut short)") +
+              (repaired ? "" : "; --repair makes it an empty file"),
+          repaired);
       return;
     }
     const uint64_t nb = r.blocks;
@@ -643,9 +652,13 @@ void Checker::check_file(UniqueFd fd, const std::string& path, const std::string
       return;
     }
     if (r.cut_at_block_boundary) {
+      // Every block authenticates; only the marker of the end is missing. Re-sealing it keeps all there is.
+      const bool repaired = opt_.repair && cf.reseal_end();
       add(ProblemKind::Truncated, path, cpath,
           "file ends at a block boundary without the final-block marker: data after block " + std::to_string(nb - 1) +
-              " is missing");
+              " is missing; every block before authenticates" +
+              (repaired ? "" : " (--repair re-seals block " + std::to_string(nb - 1) + " as the last)"),
+          repaired);
       return;
     }
     if (r.bad_blocks == 0) return;

@@ -295,8 +295,43 @@ Entry Fs::lookup_backing(Inode& dir, const std::string& backing, bool fresh) {
 void Fs::forget(uint64_t ino, uint64_t count) {
   Inode& n = table_.get(ino);
   auto keep = n.shared_from_this();  // the table may drop its last reference
+  if (n.type == S_IFREG) settle_before_forget(n);
   // No file of the inode is open any more: its engine can go.
   if (table_.forget(n, count) && n.type == S_IFREG) engines_.drop(n.engine);
+}
+
+void Fs::settle_before_forget(Inode& n) {
+  // Writes not yet on disk must not be forgotten: a later inode of the file would take them as durable
+  // (DurableShape). The kernel forgets an inode long after its writes were sent, so this is usually an
+  // fdatasync with nothing left to write. Done before the table forgets the inode, whose descriptor it uses.
+  {
+    std::lock_guard lk(n.durable->mu);
+    if (!n.durable->dirty) return;
+  }
+  try {
+    auto cf = engines_.cached(n.engine);
+    FdPtr path = table_.cached_fd(n);
+    struct stat st;
+    const int probe = cf ? cf->fd() : path ? path->get() : -1;
+    if (probe >= 0 && ::fstat(probe, &st) == 0 && st.st_nlink == 0) {
+      // Unlinked: nothing of it can come back, and its space is freed the sooner for not syncing it.
+      std::lock_guard lk(n.durable->mu);
+      n.durable->dirty = false;
+      return;
+    }
+    if (cf) {
+      cf->settle(/*unsynced_too=*/true);
+      return;
+    }
+    // No engine: it settled its loose blocks when it went; the data still needs its barrier.
+    UniqueFd fd = reopen(n, O_RDONLY);
+    if (::fdatasync(fd.get()) != 0) throw_errno("fdatasync");
+    std::lock_guard lk(n.durable->mu);
+    n.durable->dirty = false;
+  } catch (const Error& e) {
+    log(LogLevel::Warning, "inode %llu: could not put its last writes on disk: %s",
+        static_cast<unsigned long long>(n.ino), e.what());
+  }
 }
 
 struct stat Fs::getattr(uint64_t ino) {

@@ -122,6 +122,8 @@ class Fs {
   size_t read(uint64_t ino, std::span<uint8_t> out, uint64_t off);
   void write(uint64_t ino, std::span<const uint8_t> data, uint64_t off);
   void fsync(uint64_t ino, bool datasync);
+  // The last handle of a file opened for writing (`wrote`) is closed.
+  void release(uint64_t ino, bool wrote);
   void fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
 
   DirHandle* opendir(uint64_t ino);
@@ -139,6 +141,7 @@ class Fs {
   void removexattr(uint64_t ino, const std::string& name);
 
  private:
+  void settle_before_forget(Inode& n);
   struct Named {  // a plaintext name resolved in a directory
     std::shared_ptr<Inode> dir;
     FdPtr dirfd;

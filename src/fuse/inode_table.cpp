@@ -177,7 +177,11 @@ FdPtr InodeTable::fd(Inode& n) {
     std::lock_guard lk(mu_);
     if (n.fd) return n.fd;
     if (same) {
-      cache_fd_locked(n, std::make_shared<const UniqueFd>(std::move(f)), dropped);
+      auto made = std::make_shared<const UniqueFd>(std::move(f));
+      // An inode the kernel has forgotten (its parents, while a last write is synced) is not cached: nothing
+      // would ever close it.
+      if (n.nlookup == 0 && &n != root_.get()) return made;
+      cache_fd_locked(n, std::move(made), dropped);
       return n.fd;
     }
     // The location moved under us (a concurrent rename) or the object is gone: retry, then give up.

@@ -56,6 +56,9 @@ struct Inode : std::enable_shared_from_this<Inode> {
 
   // Regular files: the content engine, owned and guarded by Fs's EngineCache.
   EngineSlot engine;
+  // Regular files: what of them is on disk, shared by the engines the file has over time (crash ordering).
+  // Declared after `engine`, so that it goes first and the last engine knows it is the last to know.
+  std::shared_ptr<DurableShape> durable = std::make_shared<DurableShape>();
 };
 
 class InodeTable {

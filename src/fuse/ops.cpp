@@ -259,8 +259,14 @@ void op_write(fuse_req_t req, fuse_ino_t ino, const char* data, size_t size, off
   });
 }
 
-// Files created by CREATE are still released; there is nothing to free (the engine belongs to the inode).
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+// Files created by CREATE are released too. Nothing is freed (the engine belongs to the inode); a writer's
+// loose blocks are tightened.
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    fs_of(req).release(ino, (fi->flags & O_ACCMODE) != O_RDONLY);
+    fuse_reply_err(req, 0);
+  });
+}
 
 void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info*) {
   with_errno(req, [&] {

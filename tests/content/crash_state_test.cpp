@@ -77,12 +77,19 @@ TEST_P(ContentCrashStates, InterruptedAppendPastAShortFinalBlockStaysReadable) {
 
   // Step 1 grew the old final block to a full one: old contents, zero-extended to the block's end.
   EXPECT_EQ(read_after_crash(crash_after("pad-old-final", setup, op)), zero_extended(old, 2 * B));
-  // Step 2 wrote the new blocks; the old final block still says "final" in the middle.
+  // It is on disk before the new blocks are written (they leave holes between, which no pwrite can span).
+  EXPECT_EQ(read_after_crash(crash_after("barrier", setup, op)), zero_extended(old, 2 * B));
+  // Step 2 wrote the new blocks; the old final block still says "final" in the middle (it is loose).
   auto p2 = crash_after("new-blocks", setup, op);
   EXPECT_EQ(read_after_crash(p2), expect);
   redo_and_check(p2, op, expect);
-  // Step 3 completed the append.
-  auto p3 = crash_after("unfinal-old", setup, op);
+  // An fsync (or the writer's close) tightens it once the new blocks are on disk.
+  auto op_sync = [&](ContentFile& f) {
+    op(f);
+    EXPECT_EQ(f.loose_blocks(), 1u);
+    f.sync(true);
+  };
+  auto p3 = crash_after("tighten", setup, op_sync);
   EXPECT_EQ(read_after_crash(p3), expect);
   // And the completed file detects a cut at its old end like any other.
   truncate_file(p3, cipher_->layout().slot_offset(2));
@@ -99,7 +106,14 @@ TEST_P(ContentCrashStates, InterruptedAppendAfterAFullFinalBlockStaysReadable) {
   auto p = crash_after("new-blocks", setup, op);
   EXPECT_EQ(read_after_crash(p), expect);
   redo_and_check(p, op, expect);
-  EXPECT_EQ(read_after_crash(crash_after("unfinal-old", setup, op)), expect);
+  auto op_sync = [&](ContentFile& f) {
+    op(f);
+    f.sync(true);
+  };
+  auto done = crash_after("tighten", setup, op_sync);
+  EXPECT_EQ(read_after_crash(done), expect);
+  truncate_file(done, cipher_->layout().slot_offset(2));
+  EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, done)); }), ErrorKind::Auth);
 }
 
 TEST_P(ContentCrashStates, InterruptedFirstWriteAtAnOffsetLeavesAnEmptyOrCompleteFile) {
@@ -128,7 +142,18 @@ TEST_P(ContentCrashStates, InterruptedWriteIntoAHoleStaysReadable) {
   auto p = crash_after("new-blocks", setup, op);
   EXPECT_EQ(read_after_crash(p), expect);
   redo_and_check(p, op, expect);
-  EXPECT_EQ(read_after_crash(crash_after("shrink-claim", setup, op)), expect);
+  auto op_sync = [&](ContentFile& f) {
+    op(f);
+    f.sync(true);
+  };
+  auto done = crash_after("tighten", setup, op_sync);
+  EXPECT_EQ(read_after_crash(done), expect);
+  // Tightened, block 10 claims only the four holes before it: zeroing block 5 (data now) is detected.
+  auto bytes = file_bytes(done);
+  std::fill(bytes.begin() + static_cast<std::ptrdiff_t>(cipher_->layout().slot_offset(5)),
+            bytes.begin() + static_cast<std::ptrdiff_t>(cipher_->layout().slot_offset(6)), 0);
+  put_file_bytes(done, bytes);
+  EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, done)); }), ErrorKind::Auth);
 }
 
 TEST_P(ContentCrashStates, InterruptedBlockAlignedTruncateStaysReadable) {
@@ -176,7 +201,11 @@ TEST_P(ContentCrashStates, InterruptedUnalignedShrinkStaysReadable) {
   redo_and_check(
       p, [&](ContentFile& f) { f.truncate(2 * B + 100); }, zero_extended(prefix(2 * B), 2 * B + 100));
   EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), prefix(2 * B + 100));
-  auto done = crash_after("prev-unfinal", setup, op);
+  auto op_sync = [&](ContentFile& f) {
+    op(f);
+    f.sync(true);
+  };
+  auto done = crash_after("tighten", setup, op_sync);
   EXPECT_EQ(read_after_crash(done), prefix(2 * B + 100));
   // The finished file detects a cut at a block boundary again.
   truncate_file(done, cipher_->layout().slot_offset(2));
@@ -201,7 +230,11 @@ TEST_P(ContentCrashStates, InterruptedUnalignedShrinkIntoAHoleStaysReadable) {
   EXPECT_EQ(read_after_crash(crash_after("prev-final", setup, op)), old);
   EXPECT_EQ(read_after_crash(crash_after("cut-before", setup, op)), zero_extended({}, 4 * B));
   EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), zero_extended({}, 4 * B + 100));
-  EXPECT_EQ(read_after_crash(crash_after("prev-unfinal", setup, op)), zero_extended({}, 4 * B + 100));
+  auto op_sync = [&](ContentFile& f) {
+    op(f);
+    f.sync(true);
+  };
+  EXPECT_EQ(read_after_crash(crash_after("tighten", setup, op_sync)), zero_extended({}, 4 * B + 100));
 }
 
 // A punch (fallocate PUNCH_HOLE or ZERO_RANGE) rewrites the claim of the data block after the run first, then
@@ -319,8 +352,12 @@ TEST_P(ContentCrashStates, RandomInterruptedOperationsAlwaysLeaveAReadableFile) 
         auto d = random_bytes(len, static_cast<uint32_t>(rng()));
         if (after.size() < off + len) after.resize(off + len, 0);
         std::copy(d.begin(), d.end(), after.begin() + static_cast<std::ptrdiff_t>(off));
-        op = [off, d](ContentFile& g) { g.write(off, d); };
-        what = "write " + std::to_string(off) + "+" + std::to_string(len);
+        const bool sync = pick(0, 2) == 0;  // an fsync after it: the loose blocks are tightened
+        op = [off, d, sync](ContentFile& g) {
+          g.write(off, d);
+          if (sync) g.sync(true);
+        };
+        what = "write " + std::to_string(off) + "+" + std::to_string(len) + (sync ? " fsync" : "");
       } else {
         uint64_t n = pick(0, 2) == 0 ? ref.size() + pick(1, 10 * B) : pick(0, ref.size());
         after.resize(n, 0);

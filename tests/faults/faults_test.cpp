@@ -103,7 +103,8 @@ TEST(Faults, FullDiskFailsWithEnospcDamagesNothingAndRecovers) {
   // Free the space: everything works again.
   EXPECT_EQ(in_child([&] { return ::unlink((s.mnt + "/big").c_str()) == 0 ? 0 : errno; }), 0);
   const auto after = pattern(1 << 20, 5);
-  EXPECT_EQ(in_child([&] { return write_file(s.mnt + "/after", after); }), 0) << "writing after freeing space";
+  EXPECT_EQ(in_child([&] { return write_file(s.mnt + "/after", after); }), 0)
+      << "writing after freeing space" << d.log();
   EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/after", after); }), 0);
   EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/keep", keep); }), 0);
   EXPECT_EQ(d.unmount(), 0) << d.log();

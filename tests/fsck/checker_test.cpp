@@ -281,9 +281,34 @@ TEST(FsckChecker, TruncationAtABlockBoundaryIsNamedAsSuch) {
   populate(v);
   const std::string path = v.abs(v.cipher_path("/docs/report.txt"));
   ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(slot_offset(v, 2))), 0);  // blocks 0 and 1 remain
-  EXPECT_EQ(v.check().sorted_lines(),
-            Lines{"truncated /docs/report.txt: file ends at a block boundary without the final-block marker: data "
-                  "after block 1 is missing"});
+  const std::string line =
+      "truncated /docs/report.txt: file ends at a block boundary without the final-block marker: data after block 1 "
+      "is missing; every block before authenticates";
+  EXPECT_EQ(v.check().sorted_lines(), Lines{line + " (--repair re-seals block 1 as the last)"});
+  // What is left is authentic: --repair makes block 1 the last one, and the file reads as those two blocks.
+  const auto before = read_all(path);
+  Options repair;
+  repair.repair = true;
+  EXPECT_EQ(v.check(repair).sorted_lines(), Lines{line + " [repaired]"});
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
+  const auto whole = pattern(10000, 2);  // as populate() wrote it
+  EXPECT_EQ(v.read_file("/docs/report.txt"), std::vector<uint8_t>(whole.begin(), whole.begin() + 2 * kB));
+  EXPECT_NE(read_all(path), before);
+}
+
+TEST(FsckChecker, ACutWithABadBlockIsNotResealed) {
+  TestVolume v;
+  populate(v);
+  const std::string path = v.abs(v.cipher_path("/docs/report.txt"));
+  ASSERT_EQ(::truncate(path.c_str(), static_cast<off_t>(slot_offset(v, 2))), 0);
+  auto bytes = read_all(path);
+  bytes[slot_offset(v, 0) + 40] ^= 1;
+  write_all(path, bytes);
+  Options repair;
+  repair.repair = true;
+  EXPECT_EQ(v.check(repair).sorted_lines(),
+            Lines{"blocks-bad /docs/report.txt: 2 of 2 blocks fail authentication (blocks 0-1)"});
+  EXPECT_EQ(read_all(path), bytes) << "nothing is written to a file whose blocks do not all authenticate";
 }
 
 TEST(FsckChecker, TruncationInsideABlockFailsThatBlock) {
@@ -298,9 +323,16 @@ TEST(FsckChecker, TruncationInsideABlockFailsThatBlock) {
 TEST(FsckChecker, HeaderWithoutBlocksIsTruncated) {
   TestVolume v;
   populate(v);
-  ASSERT_EQ(::truncate(v.abs(v.cipher_path("/one")).c_str(), format::kFileHeaderSize), 0);
-  EXPECT_EQ(v.check().sorted_lines(),
-            Lines{"truncated /one: file has a header but no blocks: its contents are missing"});
+  const std::string path = v.abs(v.cipher_path("/one"));
+  ASSERT_EQ(::truncate(path.c_str(), format::kFileHeaderSize), 0);
+  const std::string line =
+      "truncated /one: file has a header but no blocks: it reads as empty (a write or truncate was cut short)";
+  EXPECT_EQ(v.check().sorted_lines(), Lines{line + "; --repair makes it an empty file"});
+  Options repair;
+  repair.repair = true;
+  EXPECT_EQ(v.check(repair).sorted_lines(), Lines{line + " [repaired]"});
+  EXPECT_EQ(read_all(path).size(), 0u);
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
 }
 
 TEST(FsckChecker, SwappedBlocksFailBoth) {

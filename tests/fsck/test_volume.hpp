@@ -109,6 +109,16 @@ class TestVolume {
     return join(w.cipher_dir, backing);
   }
 
+  // The plaintext of a file, read through the content engine (throws what a read would).
+  std::vector<uint8_t> read_file(const std::string& plain) const {
+    UniqueFd fd(::open(abs(cipher_path(plain)).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw std::runtime_error("open file");
+    ContentFile f(vol_->content(), std::move(fd));
+    std::vector<uint8_t> out(f.size());
+    out.resize(f.read(0, out));
+    return out;
+  }
+
   // A file of `size` plaintext bytes that is all hole except `data` written at `off`.
   std::string write_sparse(const std::string& plain, uint64_t size, uint64_t off, std::span<const uint8_t> data) {
     Where w = resolve_parent(plain);

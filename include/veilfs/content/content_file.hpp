@@ -5,9 +5,10 @@
 //    ends in a non-final block and fails authentication (truncation is detected);
 //  * an all-zero slot is a hole only if the next data slot's hole_before covers it; zeroing a data block is
 //    detected, holes are still never written (sparse files stay sparse);
-//  * a non-final slot may also carry the final flag: that is the state an append or a shrinking truncate leaves
-//    if it is interrupted between its steps, and accepting it keeps such a file readable (every step of a write
-//    or truncate leaves a valid file; tests/content/crash_state_test.cpp stops after each one).
+//  * a non-final slot may also carry the final flag, and a hole claim may reach back over data blocks: writers
+//    leave both on purpose until the data is on disk (see DurableShape), so that whatever subset of the writes
+//    since the last fdatasync a power cut keeps, the file reads as a mix of its versions, never as EIO
+//    (docs/FORMAT.md 6.5; tests/content/crash_state_test.cpp stops after each step, tests/crash/ drops writes).
 // Thread safety: reads share a lock, writes and truncates take it exclusively; one request's blocks are
 // encrypted on several cores.
 #pragma once
@@ -18,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <span>
 #include <string>
@@ -87,10 +89,39 @@ struct VerifyResult {
   std::optional<uint64_t> first_bad_block() const;
 };
 
+// What the backing file system is known to hold of one file: its shape at the last barrier (an fdatasync that
+// returned), which a power cut cannot take back, and what was written since. Writes are laid out so that any
+// subset of them reaching the disk on top of that shape is a readable file (docs/FORMAT.md 6.5); where a write
+// depends on an earlier one being on disk, the engine makes a barrier first. The mount keeps one per inode, so
+// that an engine made after an evicted one knows what may still not be on disk.
+struct DurableShape {
+  std::mutex mu;
+  bool known = false;   // false: taken from the backing file when an engine first sees it
+  uint64_t bytes = 0;   // backing size at the barrier
+  uint64_t high = 0;    // the largest backing size since (a cut since then may not be on disk)
+  bool header = false;  // a header was on disk at the barrier
+  // The file ID of any header that may be on disk (at the barrier or written since), when known: a new header
+  // (after a truncate to 0) reuses it, so that blocks of the old contents a power cut brings back still belong.
+  std::optional<format::FileId> id;
+  // Slots that were the file's short last slot at the barrier or since: a write that starts past one of them
+  // rewrites it in the same pwrite (a power cut could keep the later slots and not the one it lengthened).
+  std::set<uint64_t> short_slots;
+  bool dirty = false;  // written since the barrier
+  // Blocks written with a final flag that is no longer theirs, or a hole claim longer than the holes before
+  // them: tolerated by readers, tightened (rewritten exactly) once a barrier has put the data on disk.
+  std::set<uint64_t> loose;
+};
+
 class ContentFile {
  public:
-  // Takes ownership of fd (open O_RDWR for writing, O_RDONLY for reading only).
-  ContentFile(std::shared_ptr<const ContentCipher> cipher, UniqueFd fd, std::string label = {});
+  // Takes ownership of fd (open O_RDWR for writing, O_RDONLY for reading only). `shape` is shared with the
+  // file's other engines over time (the mount's inode); without one the engine keeps its own.
+  ContentFile(std::shared_ptr<const ContentCipher> cipher, UniqueFd fd, std::string label = {},
+              std::shared_ptr<DurableShape> shape = nullptr);
+  // An engine that is the last to know of unsynced writes makes them durable first (see DurableShape).
+  ~ContentFile();
+  ContentFile(const ContentFile&) = delete;
+  ContentFile& operator=(const ContentFile&) = delete;
 
   // Reads up to out.size() bytes at off; returns the count (short only at end of file).
   // Throws Error(Auth) if a block in range fails authentication.
@@ -113,6 +144,14 @@ class ContentFile {
   // size() followed by truncate().
   void extend(uint64_t new_size);
   uint64_t size() const;  // from the backing size alone
+  // fsync (fdatasync if datasync) of the backing file; then the blocks left loose since are tightened.
+  void sync(bool datasync);
+  // If blocks are loose (or, with unsynced_too, anything was written since the last barrier): a barrier
+  // (fdatasync), then tightening. For the end of a writer's use (release); cheap when there is nothing to do.
+  void settle(bool unsynced_too = false);
+  // Written since the last barrier (a forgotten inode's engine makes one before it goes).
+  bool unsynced() const;
+  size_t loose_blocks() const;  // tests
   int fd() const { return fd_.get(); }
   // Label used in log and error messages (an inode number or cipher path, never a plaintext name).
   const std::string& label() const { return label_; }
@@ -123,6 +162,13 @@ class ContentFile {
   VerifyResult verify(const VerifyOptions& opt = {}) const;
   // verify().first_bad_block().
   std::optional<uint64_t> first_bad_block() const;
+  // Repairs (fsck --repair) of what an interrupted write can leave, each made durable (fdatasync) before it
+  // returns. Neither ever makes up data: reseal_end() flags the last block final when a verify() found the file
+  // cut at a block boundary with every block authentic (the data after it is lost already), and returns false
+  // without writing otherwise; drop_empty_header() cuts a header without blocks (which reads as empty) to an
+  // empty file, and returns false if the file has blocks.
+  bool reseal_end();
+  bool drop_empty_header();
 
   // Another writer may have replaced the file's header (a truncate to 0 and a new write give a new file ID and
   // key): the next read or write reads it again. Waits for requests in progress.
@@ -148,7 +194,9 @@ class ContentFile {
   // wrong in *fault and *why (the parse error) when given.
   std::optional<format::FileHeader> read_header(uint64_t backing, VerifyResult::Header* fault = nullptr,
                                                 std::string* why = nullptr) const;
-  const FileKey& new_key_locked();
+  // A new header's key: with the given file ID, or a fresh one.
+  const FileKey& new_key_locked(const std::optional<format::FileId>& id);
+  size_t read_locked(uint64_t off, std::span<uint8_t> out);
   uint64_t backing_size() const;
 
   bool slot_is_zero(std::span<const uint8_t> slot) const;
@@ -162,12 +210,28 @@ class ContentFile {
   Block load_block(const FileKey& k, uint64_t index, uint64_t nblocks);
   void store_block(const FileKey& k, uint64_t index, uint64_t hole_before, bool final, std::span<const uint8_t> plain);
   void write_locked(uint64_t off, std::span<const uint8_t> data);
+  // Crash ordering (DurableShape): fdatasync, after which the file's current shape is its durable one.
+  void barrier_locked(bool full = false);
+  void reset_shape_locked(uint64_t backing);  // under shape_->mu
+  void reserve_space(uint64_t at, uint64_t len);
+  bool unsynced_locked() const { return unsynced(); }
+  void tighten_locked();
+  void note_loose(uint64_t index);
+  void note_written(std::optional<uint64_t> short_last = std::nullopt);
   // zero_range's parts (content_punch.cpp).
   uint64_t zero_run_start(uint64_t from, uint64_t to) const;
   void clear_slots(uint64_t first, uint64_t end, Space space);
   [[noreturn]] void fail_auth(uint64_t index) const;
+  // A hook that throws stands for the process dying there: the engine then does nothing more on its own (its
+  // destructor leaves the file as the crash did).
   void step_done(std::string_view step) const {
-    if (step_hook_) step_hook_(step);
+    if (!step_hook_) return;
+    try {
+      step_hook_(step);
+    } catch (...) {
+      halted_ = true;
+      throw;
+    }
   }
 
   std::shared_ptr<const ContentCipher> cipher_;
@@ -177,7 +241,10 @@ class ContentFile {
   mutable std::shared_mutex rw_;  // reads shared, writes exclusive
   std::mutex key_mu_;             // guards key_ (loaded lazily by readers too)
   std::unique_ptr<FileKey> key_;
+  std::shared_ptr<DurableShape> shape_;
+  bool writable_ = false;
   std::function<void(std::string_view)> step_hook_;
+  mutable bool halted_ = false;  // tests: a step hook threw
 };
 
 }  // namespace veil
