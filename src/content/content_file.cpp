@@ -465,6 +465,9 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
     uint64_t from = f0;
     if (nb > 0 && backing < layout_.slot_offset(nb) && f0 > nb - 1) from = nb - 1;
     if (d_short) from = std::min(from, *d_short);
+    // A header not yet on disk, and a write near the start: rewrite from block 0, the header in the same pwrite,
+    // rather than a barrier (a journal file written in a few requests, then fsynced, pays nothing extra).
+    if (!need_header && !d_header && f0 > 0 && f0 <= kMaxRewrite && f0 <= nb) from = 0;
     if (from < f0) {
       // Rewriting keeps one pwrite, but not across holes the write leaves (they would become zeros on disk).
       if (f0 - from <= kMaxRewrite && f0 <= nb) {
@@ -566,7 +569,7 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
   // cut first, or the old slot's tail would follow the new one.
   const uint64_t last_end = layout_.slot_offset(l) + new_len(l) + ovh;
   if (new_len(l) < B && d_high > last_end) barrier_locked();
-  const uint64_t cut_back_to = overwrites ? 0 : backing_size();
+  const uint64_t cut_back_to = backing_size();
 
   // The blocks. Each chunk encrypts its blocks into one buffer and writes them with one pwrite, so that on several
   // cores the copies into the page cache overlap with encryption; each chunk's pwrite stands on its own (its
@@ -626,9 +629,19 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
     });
     if (one_pwrite) pwrite_full(fd_.get(), whole.span(0, wlen), wstart);
   } catch (const Error&) {
-    // Past the old end nothing was overwritten: dropping what did get written restores the file as it was.
-    if (!overwrites && ::ftruncate(fd_.get(), static_cast<off_t>(cut_back_to)) != 0) {
+    // Dropping what got written past the old end restores the file as it was when nothing before it was
+    // overwritten, and when what was is the same data re-encrypted (a rewrite from an earlier block): a failing
+    // write gets that far (a full disk was excluded by reserve_space, a size limit is past the old end).
+    if (extends && backing_size() > cut_back_to && ::ftruncate(fd_.get(), static_cast<off_t>(cut_back_to)) != 0) {
       // The file keeps a torn tail, which reads as EIO; the error already being reported says the write failed.
+    }
+    // A rewritten old last block went out as a block in the middle: it is the last one again.
+    if (extends && overwrites && cut_back_to > kFileHeaderSize) {
+      try {
+        reseal_last_locked(cut_back_to);
+      } catch (const Error&) {
+        // Left as the failed write left it; reads report it, and the error being thrown says the write failed.
+      }
     }
     throw;
   }
@@ -732,6 +745,13 @@ bool ContentFile::reseal_end() {
   const uint64_t backing = backing_size();
   const uint64_t nb = layout_.block_count(backing);
   if (backing != r.backing_size || nb == 0) return false;  // changed since
+  reseal_last_locked(backing);
+  barrier_locked();
+  return true;
+}
+
+void ContentFile::reseal_last_locked(uint64_t backing) {
+  const uint64_t nb = layout_.block_count(backing);
   const FileKey& k = key_locked(backing);
   std::vector<uint8_t> slot(layout_.slot_size());
   slot.resize(pread_full(fd_.get(), slot, layout_.slot_offset(nb - 1)));
@@ -740,8 +760,6 @@ bool ContentFile::reseal_end() {
   // Decrypted as a block in the middle (final or not): it authenticates, only its place is wrong.
   plain.resize(decrypt_slot(k, nb - 1, /*last=*/false, slot, plain, &hb));
   store_block(k, nb - 1, hb, true, plain);
-  barrier_locked();
-  return true;
 }
 
 bool ContentFile::drop_empty_header() {
@@ -919,6 +937,9 @@ void ContentFile::forget_header() {
   std::unique_lock w(rw_);  // readers hold references to the cached key
   std::lock_guard k(key_mu_);
   key_.reset();
+  // Whatever header is on disk now is another writer's: its file ID is not ours to reuse (6.4).
+  std::lock_guard lk(shape_->mu);
+  shape_->id.reset();
 }
 
 }  // namespace veil

@@ -117,7 +117,7 @@ bool is_notice(ProblemKind k) {
 std::string Problem::line() const {
   std::string s = std::string(kind_name(kind)) + " " + path + ": " + detail;
   if (repaired)
-    s += kind == ProblemKind::ConflictCopy                                    ? " [renamed]"
+    s += kind == ProblemKind::ConflictCopy || kind == ProblemKind::SidecarBad ? " [renamed]"
          : kind == ProblemKind::DirIvMissing || kind == ProblemKind::DirIvBad ? " [written]"
          : kind == ProblemKind::Truncated                                     ? " [repaired]"
                                                                               : " [removed]";
@@ -398,6 +398,37 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
     return true;
   };
 
+  // An entry whose long name is unreadable (an empty or damaged sidecar: what a power cut could leave before
+  // sidecars were synced): the name is lost, the contents are not (a file's blocks and a directory with its IV
+  // file do not depend on the name). --repair gives it a name of its own, and it is checked under that name.
+  auto save_nameless = [&](const std::string& why) {
+    const bool has_iv = S_ISDIR(st.st_mode) && exists(name + "/" + std::string(format::kDirIvName));
+    if (!dir.iv || !(S_ISREG(st.st_mode) || has_iv)) {
+      add(ProblemKind::SidecarBad, rpath, cpath, why + "; the name is lost");
+      return;
+    }
+    const std::string plain = "veilfs-lost-name-" + name.substr(name.size() - 12);
+    const std::string encoded = vol_.names().encrypt(*dir.iv, plain);
+    const std::string target = layout::backing_name(encoded);
+    bool saved = false;
+    if (opt_.repair && !exists(target)) {
+      layout::EntryUndo undo;
+      layout::add_name_sidecar(undo, dfd, target, encoded, /*must_be_new=*/true);
+      if (::renameat(dfd, name.c_str(), dfd, target.c_str()) == 0) {
+        undo.dismiss();
+        saved = true;
+        ::unlinkat(dfd, layout::name_sidecar_of(name).c_str(), 0);  // the damaged sidecar
+        ::fsync(dfd);
+        dir.renamed.push_back(target);
+        renamed_to = target;
+      }
+    }
+    add(ProblemKind::SidecarBad, rpath, cpath,
+        why + "; the name is lost, not the " + (S_ISDIR(st.st_mode) ? "directory" : "contents") + ": " +
+            (saved ? "now " : "--repair names it ") + join_plain(dir.path, plain),
+        saved);
+  };
+
   // --- reserved names: veilfs's own files never appear in the plain view ---
   std::string encoded;
   bool long_name = false;
@@ -448,11 +479,11 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
       try {
         encoded = layout::read_long_name(dfd, name);
       } catch (const Error& e) {
+        // A missing sidecar may still be on its way (a sync service fetches files in any order): reported only.
         if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT)
           add(ProblemKind::SidecarMissing, rpath, cpath, "long name without its sidecar (invisible in the mount)");
         else
-          add(ProblemKind::SidecarBad, rpath, cpath,
-              e.kind() == ErrorKind::Io ? "sidecar cannot be read: " + errno_text(e.sys_errno()) : e.what());
+          save_nameless(e.kind() == ErrorKind::Io ? "sidecar cannot be read: " + errno_text(e.sys_errno()) : e.what());
       }
       break;
   }

@@ -82,7 +82,7 @@ int fsck_main(int argc, char** argv) {
                                                    "read the passphrase from FILE (first line)")(
         "extpass", po::value(&extpass)->value_name("CMD"), "run CMD and read the passphrase from its output")(
         "keyfile", po::value(&keyfile)->value_name("FILE"), "use the whole contents of FILE as the secret")(
-        "repair", "remove leftover temporary files, printing each removal")(
+        "repair", "repair what an interrupted operation or a power cut leaves (veilfs(1)), printing each repair")(
         "delete-orphans",
         "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
         "still filling in: the entry may yet arrive, and the deletion syncs to every copy)")(

@@ -99,7 +99,10 @@ TEST_P(ContentCrashStates, InterruptedAppendPastAShortFinalBlockStaysReadable) {
 TEST_P(ContentCrashStates, InterruptedAppendAfterAFullFinalBlockStaysReadable) {
   const auto old = random_bytes(2 * B, 3);
   const auto add = random_bytes(B + 5, 4);
-  auto setup = [&](ContentFile& f) { f.write(0, old); };
+  auto setup = [&](ContentFile& f) {
+    f.write(0, old);
+    f.sync(true);  // its header on disk: the append writes only the new blocks (else it rewrites from block 0)
+  };
   auto op = [&](ContentFile& f) { f.write(2 * B, add); };
   auto expect = old;
   expect.insert(expect.end(), add.begin(), add.end());

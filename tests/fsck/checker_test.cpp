@@ -469,8 +469,43 @@ TEST(FsckChecker, LongNameSidecarMissingOrMismatchedIsReported) {
   std::string other = v.encoded_name("/docs/" + std::string(220, 'M'));
   write_all(v.abs(file + ".name"),
             std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(other.data()), other.size()));
+  const std::string saved = "/docs/veilfs-lost-name-" + short_name.substr(short_name.size() - 12);
   EXPECT_EQ(v.check().sorted_lines(),
-            Lines{"sidecar-bad /docs/" + short_name + ": sidecar does not match its hashed short name"});
+            Lines{"sidecar-bad /docs/" + short_name +
+                  ": sidecar does not match its hashed short name; the name is lost, not the contents: --repair "
+                  "names it " +
+                  saved});
+}
+
+// An empty sidecar next to its entry (a power cut before sidecars were synced): the name is lost, the contents are
+// not; --repair gives the file a name of its own, under which it reads as before and the volume checks clean.
+TEST(FsckChecker, AnEntryWithAnEmptySidecarIsSavedUnderANewName) {
+  TestVolume v;
+  populate(v);
+  const std::string file = v.cipher_path("/docs/" + long_plain_name());
+  const std::string short_name = std::filesystem::path(file).filename().string();
+  ASSERT_EQ(::truncate(v.abs(file + ".name").c_str(), 0), 0);
+  const std::string saved = "/docs/veilfs-lost-name-" + short_name.substr(short_name.size() - 12);
+  Report before = v.check();
+  ASSERT_EQ(before.sorted_lines().size(), 1u);
+  EXPECT_EQ(before.sorted_lines()[0].rfind("sidecar-bad /docs/" + short_name + ": ", 0), 0u)
+      << before.sorted_lines()[0];
+  EXPECT_NE(before.sorted_lines()[0].find("; the name is lost, not the contents: --repair names it " + saved),
+            std::string::npos)
+      << before.sorted_lines()[0];
+  Options repair;
+  repair.repair = true;
+  Report r = v.check(repair);
+  ASSERT_EQ(r.sorted_lines().size(), 1u);
+  EXPECT_NE(r.sorted_lines()[0].find("; the name is lost, not the contents: now " + saved + " [renamed]"),
+            std::string::npos)
+      << r.sorted_lines()[0];
+  EXPECT_EQ(v.check().sorted_lines(), Lines{});
+  EXPECT_EQ(v.read_file(saved), pattern(5000, 4));
+  EXPECT_FALSE(std::filesystem::exists(v.abs(file))) << "the old long name is gone";
+  EXPECT_FALSE(std::filesystem::exists(v.abs(file + ".name"))) << "and so is its damaged sidecar";
+  // A second repair finds nothing to do.
+  EXPECT_EQ(v.check(repair).sorted_lines(), Lines{});
 }
 
 TEST(FsckChecker, TamperedSymlinkTargetsAreReported) {

@@ -216,6 +216,7 @@ class ContentFile {
   void reserve_space(uint64_t at, uint64_t len);
   bool unsynced_locked() const { return unsynced(); }
   void tighten_locked();
+  void reseal_last_locked(uint64_t backing);  // the last slot re-stored flagged final
   void note_loose(uint64_t index);
   void note_written(std::optional<uint64_t> short_last = std::nullopt);
   // zero_range's parts (content_punch.cpp).
