@@ -184,6 +184,11 @@ void ContentFile::settle(bool unsynced_too) {
   tighten_locked();
 }
 
+void ContentFile::set_times(const struct timespec times[2]) {
+  std::unique_lock w(rw_);
+  if (::futimens(fd_.get(), times) != 0) throw_errno("futimens");
+}
+
 bool ContentFile::unsynced() const {
   std::lock_guard lk(shape_->mu);
   return shape_->dirty;
@@ -576,7 +581,8 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
   // first block claims back, its last is final where the file may end). Only a write that lengthens a short
   // slot and goes on past it is one pwrite.
   // So is a write that carries a header not yet on disk: a later chunk must not reach the disk without it.
-  bool one_pwrite = hdr > 0 || (nb > 0 && backing < layout_.slot_offset(nb) && f <= nb - 1 && l > nb - 1);
+  // And an extending write (a stream of appends): chunks would each leave two loose blocks.
+  bool one_pwrite = hdr > 0 || extends || (nb > 0 && backing < layout_.slot_offset(nb) && f <= nb - 1 && l > nb - 1);
   {
     std::lock_guard lk(shape_->mu);
     auto it = shape_->short_slots.lower_bound(f);

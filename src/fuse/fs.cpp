@@ -410,8 +410,8 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
     struct timespec tv[2];
     tv[0] = a.atime ? *a.atime : timespec{0, UTIME_OMIT};
     tv[1] = a.mtime ? *a.mtime : timespec{0, UTIME_OMIT};
-    if (openfd >= 0) {
-      check_errno(::futimens(openfd, tv));
+    if (cached) {
+      cached->set_times(tv);  // ordered with its tightening, which keeps the times it finds
     } else if (n.type == S_IFLNK) {
       // A symlink's own times: through its parent, never following it.
       auto [parent, name] = table_.location(n);

@@ -149,6 +149,9 @@ class ContentFile {
   // If blocks are loose (or, with unsynced_too, anything was written since the last barrier): a barrier
   // (fdatasync), then tightening. For the end of a writer's use (release); cheap when there is nothing to do.
   void settle(bool unsynced_too = false);
+  // futimens of the backing file, ordered with the tightening of loose blocks (which keeps the times it finds:
+  // a tar that sets a file's mtime right after closing it must not see it reverted).
+  void set_times(const struct timespec times[2]);
   // Written since the last barrier (a forgotten inode's engine makes one before it goes).
   bool unsynced() const;
   size_t loose_blocks() const;  // tests
