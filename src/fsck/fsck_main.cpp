@@ -30,11 +30,16 @@ constexpr const char* kUsage =
     "14 I/O error, 2 usage (also conflicting or unusable --passfile/--extpass/--keyfile).\n\n"
     "Each problem is one line on stdout, \"KIND PATH: DETAIL\", PATH being the plain path where names decrypt:\n"
     "  config-corrupt, temp-leftover*, dir-iv-missing, dir-iv-bad, name-undecryptable, foreign-entry,\n"
-    "  sidecar-missing, sidecar-bad, sidecar-orphaned*, link-target-bad, header-bad, truncated, blocks-bad,\n"
-    "  xattr-bad, xattr-foreign, too-deep, io-error          (* removed by --repair, marked \"[removed]\")\n\n"
+    "  sidecar-missing, sidecar-bad, sidecar-orphaned, link-target-bad, header-bad, truncated, blocks-bad,\n"
+    "  xattr-bad, xattr-foreign, too-deep, io-error, and the notices conflict-copy, dir-iv-shared, sync-file.\n"
+    "--repair fixes what an interrupted operation or a power cut leaves, never by making up data: temp-leftover\n"
+    "[removed]; dir-iv-missing and dir-iv-bad [written] where the names prove the IV; truncated [repaired] (a\n"
+    "header-only file emptied, an end re-sealed where every block authenticates); sidecar-bad [renamed] (the\n"
+    "entry named veilfs-lost-name-...); sidecar-orphaned only with --delete-orphans; conflict copies with\n"
+    "--rename-conflicts. A block that fails authentication is never rewritten.\n\n"
     "Examples:\n"
     "  veilfs fsck ~/cipher --passfile ~/.veilfs-pass\n"
-    "  veilfs fsck ~/cipher --repair        # also removes orphaned sidecars and temporary leftovers\n\n"
+    "  veilfs fsck ~/cipher --repair        # repairs what can be repaired, printing each repair\n\n"
     "Options";
 
 // One line on a terminal, redrawn at most ten times a second: large volumes take a while.

@@ -87,7 +87,8 @@ void absorb_mount_options(const std::string& list, MountOptions& o, std::vector<
 std::string usage_text() {
   std::ostringstream s;
   s << "Usage: veilfs [options] CIPHERDIR MOUNTPOINT\n"
-       "       veilfs fsck [options] CIPHERDIR\n\n"
+       "       veilfs fsck [options] CIPHERDIR\n"
+       "       veilfs xray [--to-cipher] [options] CIPHERDIR PATH...\n\n"
        "Mounts the encrypted directory CIPHERDIR at MOUNTPOINT. The passphrase comes from --keyfile,\n"
        "--passfile, --extpass, standard input when it is not a terminal, or the terminal.\n"
        "Unmount with `fusermount3 -u MOUNTPOINT`.\n\n"
