@@ -228,8 +228,12 @@ TEST(Faults, BackingDirChangedUnderneathGivesEioOrEnoentNeverACrashOrHang) {
   // Corrupted from outside: EIO for the damaged block, the rest of the file still reads.
   {
     std::fstream f(backing("a"), std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(vol->content()->layout().slot_offset(1) + 100));
-    f.put('\x5a');
+    const auto at = static_cast<std::streamoff>(vol->content()->layout().slot_offset(1) + 100);
+    f.seekg(at);
+    const int old = f.get();  // flipped, not set: the byte may already hold any one value
+    ASSERT_NE(old, std::char_traits<char>::eof());
+    f.seekp(at);
+    f.put(static_cast<char>(old ^ 0x5a));
   }
   EXPECT_EQ(in_child([&] { return check_file(s.mnt + "/a", a); }), EIO) << "a corrupted block must read as EIO";
   EXPECT_EQ(
@@ -313,8 +317,13 @@ TEST(Faults, FsckAgreesWithTheMount) {
   {
     std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
     ASSERT_TRUE(f.good()) << "backing file not where the mount's conventions put it";
-    f.seekp(static_cast<std::streamoff>(vol->content()->layout().slot_offset(2) + 64));
-    f.put('\x01');
+    // A bit flipped, not a byte set: a set byte may already hold that value (1 run in 256 damaged nothing).
+    const auto at = static_cast<std::streamoff>(vol->content()->layout().slot_offset(2) + 64);
+    f.seekg(at);
+    const int old = f.get();
+    ASSERT_NE(old, std::char_traits<char>::eof());
+    f.seekp(at);
+    f.put(static_cast<char>(old ^ 0x01));
   }
   {
     Daemon d(s);
