@@ -18,14 +18,6 @@
 
 namespace veil::keytool {
 
-void add_secret_options(po::options_description& d, cli::SecretSource& src) {
-  d.add_options()                                                                  //
-      ("passfile", into(src.passfile, "FILE"), "passphrase = first line of FILE")  //
-      ("extpass", into(src.extpass, "CMD"),
-       "passphrase = first line printed by CMD (run by /bin/sh -c)")  //
-      ("keyfile", into(src.keyfile, "FILE"), "secret = the whole contents of FILE (a key file)");
-}
-
 void add_new_secret_options(po::options_description& d, NewSecret& s) {
   s.src.name_as_new();
   d.add_options()                                                                                //

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "veilfs/cli/secret_options.hpp"
 #include "veilfs/cli/secret_source.hpp"
 #include "veilfs/crypto/kdf.hpp"
 #include "veilfs/format/config.hpp"
@@ -39,7 +40,7 @@ struct CommandHelp {
 };
 
 // --keyfile/--passfile/--extpass: the secret that opens an existing slot (or, for init, the first slot).
-void add_secret_options(po::options_description& d, cli::SecretSource& src);
+using cli::add_secret_options;
 
 // A key file that veilkey generates: 32 random bytes written to a new file (O_EXCL, mode 0400, fsynced with its
 // directory) before the config that uses it is saved, and removed again if the command fails before that.
@@ -92,11 +93,7 @@ struct KdfChoice {
 // keep_old: the defaults are the replaced slot's parameters (passwd), not kArgonDefault.
 void add_kdf_options(po::options_description& d, KdfChoice& kdf, bool keep_old = false);
 
-// An option value stored into a std::optional (Boost.Program_options 1.74 only knows boost::optional).
-template <typename T>
-po::typed_value<T>* into(std::optional<T>& slot, const char* value_name) {
-  return po::value<T>()->value_name(value_name)->notifier([&slot](const T& v) { slot = v; });
-}
+using cli::into;
 
 // Parses args into vm (named options plus the positional ones in `positional`, each taken once).
 // Returns false after printing help for --help. Bad command lines throw Error(InvalidArgument) -> exit 2.

@@ -11,6 +11,7 @@
 #include "fsck/checker.hpp"
 #include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/cli/secret_options.hpp"
 #include "veilfs/cli/secret_source.hpp"
 #include "veilfs/crypto/secret.hpp"
 
@@ -82,12 +83,12 @@ void raise_fd_limit() {
 int fsck_main(int argc, char** argv) {
   return cli::run_guarded("veilfs fsck", [&]() -> int {
     po::options_description opts(kUsage);
-    std::string passfile, extpass, keyfile, cipherdir;
-    opts.add_options()("help,h", "show this help")("passfile", po::value(&passfile)->value_name("FILE"),
-                                                   "read the passphrase from FILE (first line)")(
-        "extpass", po::value(&extpass)->value_name("CMD"), "run CMD and read the passphrase from its output")(
-        "keyfile", po::value(&keyfile)->value_name("FILE"), "use the whole contents of FILE as the secret")(
-        "repair", "repair what an interrupted operation or a power cut leaves (veilfs(1)), printing each repair")(
+    std::string cipherdir;
+    cli::SecretSource src;
+    opts.add_options()("help,h", "show this help");
+    cli::add_secret_options(opts, src);
+    opts.add_options()("repair",
+                       "repair what an interrupted operation or a power cut leaves (veilfs(1)), printing each repair")(
         "delete-orphans",
         "with --repair, also delete sidecars whose entry is missing (DESTRUCTIVE on a tree a sync service is "
         "still filling in: the entry may yet arrive, and the deletion syncs to every copy)")(
@@ -125,10 +126,6 @@ int fsck_main(int argc, char** argv) {
       std::fprintf(stderr, "veilfs fsck: --delete-orphans and --rename-conflicts need --repair\n");
       return cli::kExitUsage;
     }
-    cli::SecretSource src;
-    if (vm.count("keyfile")) src.keyfile = keyfile;
-    if (vm.count("passfile")) src.passfile = passfile;
-    if (vm.count("extpass")) src.extpass = extpass;
     cli::check_single_source(src);
     disable_core_dumps();
     raise_fd_limit();

@@ -6,6 +6,7 @@
 
 #include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
+#include "veilfs/cli/secret_options.hpp"
 #include "veilfs/cli/secret_source.hpp"
 #include "veilfs/crypto/secret.hpp"
 #include "veilfs/path_map.hpp"
@@ -47,12 +48,11 @@ std::string relative_to(const std::string& cipherdir, const std::string& path) {
 int xray_main(int argc, char** argv) {
   return cli::run_guarded("veilfs xray", [&]() -> int {
     po::options_description opts(kUsage);
-    std::string passfile, extpass, keyfile, cipherdir;
+    std::string cipherdir;
     std::vector<std::string> paths;
-    opts.add_options()("help,h", "show this help")("to-cipher,c", "PATHs are plain paths: print their backing files")(
-        "passfile", po::value(&passfile)->value_name("FILE"), "read the passphrase from FILE (first line)")(
-        "extpass", po::value(&extpass)->value_name("CMD"), "run CMD and read the passphrase from its output")(
-        "keyfile", po::value(&keyfile)->value_name("FILE"), "use the whole contents of FILE as the secret");
+    cli::SecretSource src;
+    opts.add_options()("help,h", "show this help")("to-cipher,c", "PATHs are plain paths: print their backing files");
+    cli::add_secret_options(opts, src);
     po::options_description hidden;
     hidden.add_options()("cipherdir", po::value(&cipherdir))("path", po::value(&paths));
     po::options_description all;
@@ -76,10 +76,6 @@ int xray_main(int argc, char** argv) {
       return cli::kExitUsage;
     }
     const bool to_cipher = vm.count("to-cipher") > 0;
-    cli::SecretSource src;
-    if (vm.count("keyfile")) src.keyfile = keyfile;
-    if (vm.count("passfile")) src.passfile = passfile;
-    if (vm.count("extpass")) src.extpass = extpass;
     cli::check_single_source(src);
     disable_core_dumps();
     cli::preflight_volume(cipherdir);
