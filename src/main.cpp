@@ -10,19 +10,13 @@
 #endif
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::strcmp(argv[1], "fsck") == 0) {
+  const char* command = argc > 1 ? argv[1] : "";
+  const bool fsck = std::strcmp(command, "fsck") == 0;
+  if (fsck || std::strcmp(command, "xray") == 0) {
 #ifdef VEILFS_HAVE_FSCK
-    return veil::fsck::fsck_main(argc - 1, argv + 1);
+    return fsck ? veil::fsck::fsck_main(argc - 1, argv + 1) : veil::fsck::xray_main(argc - 1, argv + 1);
 #else
-    std::fprintf(stderr, "veilfs: fsck not built\n");
-    return 1;
-#endif
-  }
-  if (argc > 1 && std::strcmp(argv[1], "xray") == 0) {
-#ifdef VEILFS_HAVE_FSCK
-    return veil::fsck::xray_main(argc - 1, argv + 1);
-#else
-    std::fprintf(stderr, "veilfs: xray not built\n");
+    std::fprintf(stderr, "veilfs: %s not built\n", command);
     return 1;
 #endif
   }
