@@ -78,17 +78,7 @@ ContentFile::ContentFile(std::shared_ptr<const ContentCipher> cipher, UniqueFd f
 ContentFile::~ContentFile() {
   if (!writable_ || halted_) return;
   try {
-    const bool last = shape_.use_count() == 1;
-    bool need = false;
-    {
-      std::lock_guard lk(shape_->mu);
-      need = !shape_->loose.empty() || (last && shape_->dirty);
-    }
-    if (need) {
-      std::unique_lock w(rw_);
-      barrier_locked();
-      tighten_locked();
-    }
+    settle(/*unsynced_too=*/shape_.use_count() == 1);  // the last engine to know of unsynced writes
   } catch (...) {
     // Best effort: what is left is what a crash right now would leave, which readers accept.
   }
@@ -175,11 +165,14 @@ void ContentFile::sync(bool datasync) {
 }
 
 void ContentFile::settle(bool unsynced_too) {
-  std::unique_lock w(rw_);
-  {
+  auto nothing_to_do = [&] {
     std::lock_guard lk(shape_->mu);
-    if (shape_->loose.empty() && !(unsynced_too && shape_->dirty)) return;
-  }
+    return shape_->loose.empty() && !(unsynced_too && shape_->dirty);
+  };
+  // Every writer's RELEASE calls this: in the common case it returns without waiting for the file's requests.
+  if (nothing_to_do()) return;
+  std::unique_lock w(rw_);
+  if (nothing_to_do()) return;  // settled meanwhile
   barrier_locked();
   tighten_locked();
 }
@@ -467,8 +460,9 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
   // A slot that a power cut may leave short, before the first block written: rewrite from it, in this pwrite.
   {
     const uint64_t f0 = off / B;
+    const bool short_last_before = nb > 0 && backing < layout_.slot_offset(nb) && f0 > nb - 1;
     uint64_t from = f0;
-    if (nb > 0 && backing < layout_.slot_offset(nb) && f0 > nb - 1) from = nb - 1;
+    if (short_last_before) from = nb - 1;
     if (d_short) from = std::min(from, *d_short);
     // A header not yet on disk, and a write near the start: rewrite from block 0, the header in the same pwrite,
     // rather than a barrier (a journal file written in a few requests, then fsynced, pays nothing extra).
@@ -484,7 +478,7 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
         return;
       }
       // Too far back to rewrite, or past holes: the last block padded to full (still final), then all on disk.
-      if (nb > 0 && backing < layout_.slot_offset(nb) && f0 > nb - 1) {
+      if (short_last_before) {
         const FileKey& k = key_locked(backing);
         Block b = load_block(k, nb - 1, nb);
         b.plain.resize(B, 0);
@@ -578,11 +572,11 @@ void ContentFile::write_locked(uint64_t off, std::span<const uint8_t> data) {
 
   // The blocks. Each chunk encrypts its blocks into one buffer and writes them with one pwrite, so that on several
   // cores the copies into the page cache overlap with encryption; each chunk's pwrite stands on its own (its
-  // first block claims back, its last is final where the file may end). Only a write that lengthens a short
-  // slot and goes on past it is one pwrite.
-  // So is a write that carries a header not yet on disk: a later chunk must not reach the disk without it.
-  // And an extending write (a stream of appends): chunks would each leave two loose blocks.
-  bool one_pwrite = hdr > 0 || extends || (nb > 0 && backing < layout_.slot_offset(nb) && f <= nb - 1 && l > nb - 1);
+  // first block claims back, its last is final where the file may end). One pwrite for all of them instead:
+  // a write that carries a header not yet on disk (a later chunk must not reach the disk without it), one that
+  // extends the file (a stream of appends; chunks would each leave two loose blocks, and this also covers a
+  // short last slot lengthened and gone past), and one over a slot that was short since the barrier.
+  bool one_pwrite = hdr > 0 || extends;
   {
     std::lock_guard lk(shape_->mu);
     auto it = shape_->short_slots.lower_bound(f);

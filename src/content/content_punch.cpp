@@ -145,7 +145,7 @@ void ContentFile::zero_range(uint64_t off, uint64_t len, Space space) {
       step_done("punch-claim");
     }
     // The claim on disk before any slot is cleared: a power cut must not keep zeros that no claim covers.
-    if (unsynced_locked()) barrier_locked();
+    if (unsynced()) barrier_locked();
     // Step 2: the run's slots become zeros (unallocated or not), now vouched for.
     clear_slots(h0, h1, space);
     note_written();

@@ -122,7 +122,7 @@ class Fs {
   size_t read(uint64_t ino, std::span<uint8_t> out, uint64_t off);
   void write(uint64_t ino, std::span<const uint8_t> data, uint64_t off);
   void fsync(uint64_t ino, bool datasync);
-  // The last handle of a file opened for writing (`wrote`) is closed.
+  // A handle is closed; `wrote`: it was opened for writing (its loose blocks are tightened).
   void release(uint64_t ino, bool wrote);
   void fallocate(uint64_t ino, int mode, uint64_t off, uint64_t len);
 

@@ -89,9 +89,7 @@ PlainPath plain_path_of(const Volume& vol, const std::string& cipher_path) {
         break;
     }
     // An entry of the plain view (a long name through its sidecar; a sync conflict copy under its shown name).
-    bool undecodable = false;
-    auto shown = layout::shown_name_of(
-        w.fd.get(), c, [&](std::string_view e) { return names.decrypt(w.iv, e); }, &undecodable);
+    auto shown = layout::shown_name_of(w.fd.get(), c, [&](std::string_view e) { return names.decrypt(w.iv, e); });
     if (!shown)
       throw Error(ErrorKind::Corrupt, EIO,
                   cpath + (r == layout::Reserved::LongName ? ": its long-name sidecar is missing or damaged"

@@ -55,6 +55,14 @@ class ContentCrashStates : public ::testing::TestWithParam<CipherId> {
     EXPECT_EQ(read_all(*open_content(cipher_, p)), expect);
   }
 
+  // `op`, then an fdatasync: the blocks it left loose are tightened (the step "tighten").
+  static std::function<void(ContentFile&)> then_sync(std::function<void(ContentFile&)> op) {
+    return [op = std::move(op)](ContentFile& f) {
+      op(f);
+      f.sync(true);
+    };
+  }
+
   static std::vector<uint8_t> zero_extended(std::vector<uint8_t> v, size_t n) {
     v.resize(n, 0);
     return v;
@@ -109,11 +117,7 @@ TEST_P(ContentCrashStates, InterruptedAppendAfterAFullFinalBlockStaysReadable) {
   auto p = crash_after("new-blocks", setup, op);
   EXPECT_EQ(read_after_crash(p), expect);
   redo_and_check(p, op, expect);
-  auto op_sync = [&](ContentFile& f) {
-    op(f);
-    f.sync(true);
-  };
-  auto done = crash_after("tighten", setup, op_sync);
+  auto done = crash_after("tighten", setup, then_sync(op));
   EXPECT_EQ(read_after_crash(done), expect);
   truncate_file(done, cipher_->layout().slot_offset(2));
   EXPECT_EQ(error_kind_of([&] { read_all(*open_content(cipher_, done)); }), ErrorKind::Auth);
@@ -145,11 +149,7 @@ TEST_P(ContentCrashStates, InterruptedWriteIntoAHoleStaysReadable) {
   auto p = crash_after("new-blocks", setup, op);
   EXPECT_EQ(read_after_crash(p), expect);
   redo_and_check(p, op, expect);
-  auto op_sync = [&](ContentFile& f) {
-    op(f);
-    f.sync(true);
-  };
-  auto done = crash_after("tighten", setup, op_sync);
+  auto done = crash_after("tighten", setup, then_sync(op));
   EXPECT_EQ(read_after_crash(done), expect);
   // Tightened, block 10 claims only the four holes before it: zeroing block 5 (data now) is detected.
   auto bytes = file_bytes(done);
@@ -204,11 +204,7 @@ TEST_P(ContentCrashStates, InterruptedUnalignedShrinkStaysReadable) {
   redo_and_check(
       p, [&](ContentFile& f) { f.truncate(2 * B + 100); }, zero_extended(prefix(2 * B), 2 * B + 100));
   EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), prefix(2 * B + 100));
-  auto op_sync = [&](ContentFile& f) {
-    op(f);
-    f.sync(true);
-  };
-  auto done = crash_after("tighten", setup, op_sync);
+  auto done = crash_after("tighten", setup, then_sync(op));
   EXPECT_EQ(read_after_crash(done), prefix(2 * B + 100));
   // The finished file detects a cut at a block boundary again.
   truncate_file(done, cipher_->layout().slot_offset(2));
@@ -233,11 +229,7 @@ TEST_P(ContentCrashStates, InterruptedUnalignedShrinkIntoAHoleStaysReadable) {
   EXPECT_EQ(read_after_crash(crash_after("prev-final", setup, op)), old);
   EXPECT_EQ(read_after_crash(crash_after("cut-before", setup, op)), zero_extended({}, 4 * B));
   EXPECT_EQ(read_after_crash(crash_after("new-final", setup, op)), zero_extended({}, 4 * B + 100));
-  auto op_sync = [&](ContentFile& f) {
-    op(f);
-    f.sync(true);
-  };
-  EXPECT_EQ(read_after_crash(crash_after("tighten", setup, op_sync)), zero_extended({}, 4 * B + 100));
+  EXPECT_EQ(read_after_crash(crash_after("tighten", setup, then_sync(op))), zero_extended({}, 4 * B + 100));
 }
 
 // A punch (fallocate PUNCH_HOLE or ZERO_RANGE) rewrites the claim of the data block after the run first, then

@@ -217,7 +217,6 @@ class ContentFile {
   void barrier_locked(bool full = false);
   void reset_shape_locked(uint64_t backing);  // under shape_->mu
   void reserve_space(uint64_t at, uint64_t len);
-  bool unsynced_locked() const { return unsynced(); }
   void tighten_locked();
   void reseal_last_locked(uint64_t backing);  // the last slot re-stored flagged final
   void note_loose(uint64_t index);
