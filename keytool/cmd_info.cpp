@@ -24,7 +24,7 @@ int cmd_info(const Args& args) {
   d.add_options()("json", po::bool_switch(&as_json), "print one JSON object");
   po::variables_map vm;
   if (!parse_options(args, kHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
-  const format::VolumeConfig cfg = preflight(vm["CIPHERDIR"].as<std::string>());
+  const format::VolumeConfig cfg = preflight(vm["CIPHERDIR"].as<std::string>(), config_of(vm));
 
   if (as_json) {
     nlohmann::json slots = nlohmann::json::array();

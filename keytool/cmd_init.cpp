@@ -50,7 +50,8 @@ struct UndoInit {
       if (fd) {
         std::vector<std::string> ours;
         for_each_dir_entry(fd.get(), [&](std::string_view name) {
-          if (name == format::kConfigName || name == format::kDirIvName || layout::is_temp_file(name))
+          if (name == format::kConfigName || name == format::kParamsName || name == format::kDirIvName ||
+              layout::is_temp_file(name))
             ours.emplace_back(name);
           return true;
         });
@@ -97,6 +98,10 @@ int cmd_init(const Args& args) {
   }
   opt.kdf = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
   opt.slot_kind = fresh.kind();
+  opt.config_file = config_of(vm);
+  // Checked before the prompt (and again when it is written, exclusively): an existing config is never replaced.
+  if (struct stat st{}; !opt.config_file.empty() && ::lstat(opt.config_file.c_str(), &st) == 0)
+    return refuse(opt.config_file + ": the config file exists already (init writes a new one, never over another)");
 
   UndoInit undo{dir};
   if (::mkdir(dir.c_str(), 0700) == 0) {
@@ -111,7 +116,7 @@ int cmd_init(const Args& args) {
   if (!is_empty_dir(dir)) return refuse(non_empty);
 
   SecretBytes secret = fresh.read();
-  ConfigLock lock(dir);  // two concurrent inits: the second finds the first's files and refuses
+  ConfigLock lock(dir, config_of(vm));  // two concurrent inits: the second finds the first's files and refuses
   if (!dir_is_empty(lock.dirfd())) return refuse(non_empty);
   undo.owns_contents = true;
   SecretBytes master;

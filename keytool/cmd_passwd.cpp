@@ -38,11 +38,11 @@ int cmd_passwd(const Args& args) {
   cli::check_single_source(src);
   fresh.check();
 
-  preflight(dir);
+  preflight(dir, config_of(vm));
   SecretBytes old_secret = read_existing_secret(src);
   SecretBytes new_secret = fresh.read();
 
-  ConfigLock lock(dir);
+  ConfigLock lock(dir, config_of(vm));
   format::VolumeConfig cfg = lock.load();
   std::optional<uint32_t> opened;
   SecretBytes master = cfg.unlock(old_secret.span(), &opened);

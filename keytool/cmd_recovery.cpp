@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "keytool.hpp"
+#include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/format/recovery_code.hpp"
 #include "veilfs/util/error.hpp"
@@ -38,7 +39,7 @@ int cmd_export_key(const Args& args) {
   po::variables_map vm;
   if (!parse_options(args, kExportHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
   cli::check_single_source(src);
-  const format::VolumeConfig cfg = preflight(vm["CIPHERDIR"].as<std::string>());
+  const format::VolumeConfig cfg = preflight(vm["CIPHERDIR"].as<std::string>(), config_of(vm));
   SecretBytes secret = read_existing_secret(src);
   SecretBytes master = cfg.unlock(secret.span());  // also authenticates the volume parameters
   print_recovery_code(master);
@@ -59,7 +60,8 @@ int cmd_recover(const Args& args) {
   fresh.check();
   const Argon2Params params = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
 
-  if (preflight(dir).slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
+  const std::string config = config_of(vm);
+  cli::preflight_recovery(dir, config);  // a missing config is what recover is also for
   cli::SecretSource code_src;
   code_src.passfile = code_file;
   code_src.passfile_option = "--recovery-code-file";
@@ -71,8 +73,17 @@ int cmd_recover(const Args& args) {
   }
   SecretBytes new_secret = fresh.read();
 
-  ConfigLock lock(dir);
-  format::VolumeConfig cfg = lock.load();
+  ConfigLock lock(dir, config);
+  format::VolumeConfig cfg;
+  bool recreated = false;
+  try {
+    cfg = lock.load();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::NotFound) throw;
+    // The config is lost: rebuilt from veilfs.params (whose MAC the key checks below) with the new slot only.
+    cfg = lock.load_params();
+    recreated = true;
+  }
   if (cfg.slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
   try {
     cfg.verify_params(master);  // the parameters' MAC is keyed by the master key: a foreign key fails it
@@ -86,7 +97,11 @@ int cmd_recover(const Args& args) {
   const uint32_t id = cfg.slots.back().id;
   lock.save(cfg);
   fresh.committed();
-  std::fprintf(stderr, "veilkey: recovered: added slot %u\n", id);
+  if (recreated)
+    std::fprintf(stderr, "veilkey: recovered: the config was missing; wrote a new one (from %s) with slot %u\n",
+                 std::string(format::kParamsName).c_str(), id);
+  else
+    std::fprintf(stderr, "veilkey: recovered: added slot %u\n", id);
   return cli::kExitOk;
 }
 

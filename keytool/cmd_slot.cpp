@@ -41,7 +41,7 @@ int slot_list(const Args& args) {
   po::options_description d("Options", kHelpWidth);
   po::variables_map vm;
   if (!parse_options(args, kListHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
-  print_slots(preflight(vm["CIPHERDIR"].as<std::string>()), "");
+  print_slots(preflight(vm["CIPHERDIR"].as<std::string>(), config_of(vm)), "");
   return cli::kExitOk;
 }
 
@@ -60,11 +60,12 @@ int slot_add(const Args& args) {
   fresh.check();
   const Argon2Params params = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
 
-  if (preflight(dir).slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
+  if (preflight(dir, config_of(vm)).slots.size() >= format::kMaxKeySlots)
+    return refuse("the volume already has 32 key slots");
   SecretBytes secret = read_existing_secret(src);
   SecretBytes new_secret = fresh.read();
 
-  ConfigLock lock(dir);
+  ConfigLock lock(dir, config_of(vm));
   format::VolumeConfig cfg = lock.load();
   if (cfg.slots.size() >= format::kMaxKeySlots) return refuse("the volume already has 32 key slots");
   SecretBytes master = cfg.unlock(secret.span());
@@ -93,13 +94,13 @@ int slot_remove(const Args& args) {
     return std::find_if(cfg.slots.begin(), cfg.slots.end(), [&](const auto& s) { return s.id == id; });
   };
   {
-    format::VolumeConfig cfg = preflight(dir);
+    format::VolumeConfig cfg = preflight(dir, config_of(vm));
     if (cfg.slots.size() <= 1) return refuse(kLast);
     if (which && find(cfg, *which) == cfg.slots.end()) throw_invalid("no key slot has id " + std::to_string(*which));
   }
   SecretBytes secret = read_existing_secret(src);
 
-  ConfigLock lock(dir);
+  ConfigLock lock(dir, config_of(vm));
   format::VolumeConfig cfg = lock.load();
   if (cfg.slots.size() <= 1) return refuse(kLast);
   std::optional<uint32_t> opened;

@@ -150,6 +150,7 @@ Argon2Params KdfChoice::resolve(const Argon2Params& dflt) const {
 
 bool parse_options(const Args& args, const CommandHelp& help, po::options_description& named,
                    const std::vector<std::string>& positional, po::variables_map& vm) {
+  named.add_options()("config", po::value<std::string>()->value_name("FILE"), cli::kConfigOptionHelp);
   named.add_options()("help,h", "show this help");
   po::options_description hidden;
   po::positional_options_description pos;
@@ -174,7 +175,12 @@ bool parse_options(const Args& args, const CommandHelp& help, po::options_descri
   }
   for (const auto& p : positional)
     if (!vm.count(p)) throw_invalid("missing " + p + " (see --help)");
+  if (vm.count("config") && vm["config"].as<std::string>().empty()) throw_invalid("--config needs a file name");
   return true;
+}
+
+std::string config_of(const po::variables_map& vm) {
+  return vm.count("config") ? vm["config"].as<std::string>() : std::string();
 }
 
 SecretBytes read_existing_secret(const cli::SecretSource& src) { return cli::read_secret(src, "Passphrase: "); }
@@ -194,9 +200,12 @@ void remove_stale_temps(int dirfd) {
 
 }  // namespace
 
-format::VolumeConfig preflight(const std::string& cipherdir) { return cli::preflight_volume(cipherdir); }
+format::VolumeConfig preflight(const std::string& cipherdir, const std::string& config_file) {
+  return cli::preflight_volume(cipherdir, config_file);
+}
 
-ConfigLock::ConfigLock(std::string cipherdir) : path_(std::move(cipherdir)), dir_(cli::open_cipher_dir(path_)) {
+ConfigLock::ConfigLock(std::string cipherdir, std::string config_file)
+    : path_(std::move(cipherdir)), config_file_(std::move(config_file)), dir_(cli::open_cipher_dir(path_)) {
   if (::flock(dir_.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) throw_errno(path_ + ": cannot lock the cipher dir");
     test_point("lock-contended");
@@ -207,14 +216,41 @@ ConfigLock::ConfigLock(std::string cipherdir) : path_(std::move(cipherdir)), dir
   test_point("locked");
 }
 
-format::VolumeConfig ConfigLock::load() const { return cli::load_config_at(dir_.get(), path_); }
+format::VolumeConfig ConfigLock::load() const { return cli::load_config_at(dir_.get(), path_, config_file_); }
+
+format::VolumeConfig ConfigLock::load_params() const {
+  const std::string where = path_ + "/" + std::string(format::kParamsName);
+  std::optional<format::VolumeConfig> p;
+  try {
+    p = layout::load_params(dir_.get());
+  } catch (const Error& e) {
+    cli::rethrow_at(where, e);
+  }
+  if (!p) throw Error(ErrorKind::NotFound, ENOENT, where + ": missing, and so is the config");
+  return std::move(*p);
+}
 
 void ConfigLock::save(const format::VolumeConfig& cfg) const {
   try {
     remove_stale_temps(dir_.get());
-    layout::save_config(dir_.get(), cfg);
+    // Volumes made before veilfs.params existed get it now, so that their recovery code suffices from here on.
+    if (::faccessat(dir_.get(), std::string(format::kParamsName).c_str(), F_OK, AT_SYMLINK_NOFOLLOW) != 0 &&
+        errno == ENOENT)
+      layout::save_params(dir_.get(), cfg);
   } catch (const Error& e) {
-    cli::rethrow_at(path_ + ": cannot write " + std::string(format::kConfigName), e);
+    cli::rethrow_at(path_ + ": cannot write " + std::string(format::kParamsName), e);
+  }
+  try {
+    if (config_file_.empty()) {
+      layout::save_config(dir_.get(), cfg);
+    } else {
+      layout::ConfigDir at = layout::open_config_dir(config_file_);
+      layout::save_config(at.dir.get(), cfg, at.name);
+    }
+  } catch (const Error& e) {
+    cli::rethrow_at(config_file_.empty() ? path_ + ": cannot write " + std::string(format::kConfigName)
+                                         : config_file_ + ": cannot write the config",
+                    e);
   }
   test_point("saved");
 }

@@ -97,8 +97,11 @@ using cli::into;
 
 // Parses args into vm (named options plus the positional ones in `positional`, each taken once).
 // Returns false after printing help for --help. Bad command lines throw Error(InvalidArgument) -> exit 2.
+// Every command also takes --config FILE (a config kept outside the cipher dir): see config_of.
 bool parse_options(const Args& args, const CommandHelp& help, po::options_description& named,
                    const std::vector<std::string>& positional, po::variables_map& vm);
+// --config's value, empty when the config is CIPHERDIR/veilfs.conf.
+std::string config_of(const po::variables_map& vm);
 
 // ---- secrets ----
 SecretBytes read_existing_secret(const cli::SecretSource& src);
@@ -109,22 +112,25 @@ uint64_t parse_size(const std::string& text, const std::string& option);
 // ---- the volume ----
 // Opens CIPHERDIR and loads its config without locking, so that a directory that is not a volume fails before
 // any prompt (exit 11/12/13/14, the message naming the path).
-format::VolumeConfig preflight(const std::string& cipherdir);
+format::VolumeConfig preflight(const std::string& cipherdir, const std::string& config_file);
 
 // flock(LOCK_EX) on the cipher dir, held for the life of the object: veilkey commands on one volume take turns
 // through every read-modify-write of the config, so none of them can write back a config missing another's slot.
 class ConfigLock {
  public:
-  explicit ConfigLock(std::string cipherdir);
+  ConfigLock(std::string cipherdir, std::string config_file);
   int dirfd() const { return dir_.get(); }
   // Always reload after locking: the config may have changed since preflight().
   format::VolumeConfig load() const;
+  // veilfs.params (the config without slots) for recreating a lost config; throws NotFound when it is missing.
+  format::VolumeConfig load_params() const;
   // Atomic replace (VolumeConfig::save: temp, fsync, rename, fsync dir) after removing temp files that an
   // interrupted veilkey left behind.
   void save(const format::VolumeConfig& cfg) const;
 
  private:
   std::string path_;
+  std::string config_file_;  // empty: path_/veilfs.conf
   UniqueFd dir_;
 };
 

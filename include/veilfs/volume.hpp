@@ -27,16 +27,24 @@ struct CreateOptions {
   uint32_t block_size = format::kDefaultBlockSize;
   Argon2Params kdf = kArgonDefault;
   format::SlotKind slot_kind = format::SlotKind::Passphrase;
+  std::string config_file;  // empty: CIPHERDIR/veilfs.conf; else a new file of that name (--config FILE)
 };
 
 class Volume {
  public:
   // Creates a new volume in an existing empty directory; returns the master key (for a recovery code).
-  // Refuses a non-empty directory (EEXIST/ENOTEMPTY).
+  // Refuses a non-empty directory (EEXIST/ENOTEMPTY) and an external config file that exists (EEXIST).
   static SecretBytes create(const std::string& cipherdir, std::span<const uint8_t> secret, const CreateOptions& opt);
+  // config_file: empty for CIPHERDIR/veilfs.conf, else the config kept elsewhere (--config FILE).
   // Throws NotFound (no config), Corrupt, Unsupported, WrongSecret.
-  static std::unique_ptr<Volume> open(const std::string& cipherdir, std::span<const uint8_t> secret);
-  static std::unique_ptr<Volume> open_with_master_key(const std::string& cipherdir, const SecretBytes& master);
+  static std::unique_ptr<Volume> open(const std::string& cipherdir, std::span<const uint8_t> secret,
+                                      const std::string& config_file = {});
+  static std::unique_ptr<Volume> open_with_master_key(const std::string& cipherdir, const SecretBytes& master,
+                                                      const std::string& config_file = {});
+  // With the recovery code's master key: from the config when there is one, else from veilfs.params (a lost
+  // config); either is authenticated by the key. Throws NotFound when there is neither, Corrupt.
+  static std::unique_ptr<Volume> open_with_recovery(const std::string& cipherdir, const SecretBytes& master,
+                                                    const std::string& config_file = {});
 
   const format::VolumeConfig& config() const { return config_; }
   int root_fd() const { return root_.get(); }

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "veilfs/format/recovery_code.hpp"
 #include "veilfs/util/error.hpp"
 
 namespace veil::cli {
@@ -10,6 +11,10 @@ namespace veil::cli {
 int run_guarded(const char* program, const std::function<int()>& body) {
   try {
     return body();
+  } catch (const format::RecoveryCodeError& e) {
+    // Its own exit code: a script (or a person) can tell "retype the code" from "wrong volume".
+    std::fprintf(stderr, "%s: %s\n", program, e.what());
+    return kExitCodeTypo;
   } catch (const Error& e) {
     std::fprintf(stderr, "%s: %s\n", program, e.what());
     switch (e.kind()) {

@@ -10,4 +10,8 @@ void add_secret_options(boost::program_options::options_description& d, SecretSo
       ("keyfile", into(src.keyfile, "FILE"), "secret = the whole contents of FILE (a key file)");
 }
 
+void add_config_option(boost::program_options::options_description& d, std::string& config_file) {
+  d.add_options()("config", boost::program_options::value(&config_file)->value_name("FILE"), kConfigOptionHelp);
+}
+
 }  // namespace veil::cli

@@ -18,6 +18,8 @@ namespace {
 
 constexpr std::string_view kSlotAadLabel = "veilfs keyslot v1";
 constexpr std::string_view kParamsMacLabel = "veilfs v1 config params mac";
+constexpr const char* kConfigFormat = "veilfs";
+constexpr const char* kParamsFormat = "veilfs-params";
 
 std::span<const uint8_t> as_bytes(std::string_view s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
 
@@ -40,7 +42,8 @@ std::vector<uint8_t> slot_aad(const std::array<uint8_t, kVolumeIdSize>& volume_i
   return aad;
 }
 
-json body_json(const VolumeConfig& c) {
+// The config's JSON; without slots (and under its own format name) it is the params file's.
+json body_json(const VolumeConfig& c, bool with_slots = true) {
   json slots = json::array();
   for (const auto& s : c.slots) {
     slots.push_back({{"id", s.id},
@@ -53,14 +56,15 @@ json body_json(const VolumeConfig& c) {
                      {"nonce", base64url_encode(s.nonce)},
                      {"wrapped_key", base64url_encode(s.wrapped)}});
   }
-  return json{{"format", "veilfs"},
-              {"version", c.version},
-              {"volume_id", base64url_encode(c.volume_id)},
-              {"cipher", cipher_name(c.cipher)},
-              {"block_size", c.block_size},
-              {"features", c.features},
-              {"key_slots", slots},
-              {"params_mac", base64url_encode(c.params_mac)}};
+  json j{{"format", with_slots ? kConfigFormat : kParamsFormat},
+         {"version", c.version},
+         {"volume_id", base64url_encode(c.volume_id)},
+         {"cipher", cipher_name(c.cipher)},
+         {"block_size", c.block_size},
+         {"features", c.features},
+         {"params_mac", base64url_encode(c.params_mac)}};
+  if (with_slots) j["key_slots"] = slots;
+  return j;
 }
 
 std::string checksum_of(const json& body) {
@@ -92,12 +96,18 @@ std::vector<std::string> VolumeConfig::default_features() {
           std::string(kFeatureFinalBlockMarker), std::string(kFeatureLongNames)};
 }
 
-VolumeConfig VolumeConfig::parse(std::span<const uint8_t> bytes) {
-  if (bytes.size() > kMaxConfigSize) throw_corrupt("config file is larger than 64 KiB");
+namespace {
+
+// The config or (with_slots false) the params file: the same checks, in the same order, bar the key slots.
+VolumeConfig parse_json(std::span<const uint8_t> bytes, bool with_slots) {
+  const char* what = with_slots ? "config file" : "params file";
+  if (bytes.size() > kMaxConfigSize) throw_corrupt(std::string(what) + " is larger than 64 KiB");
   json j = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) throw_corrupt("config file is not valid JSON (truncated or corrupt)");
+  if (j.is_discarded() || !j.is_object())
+    throw_corrupt(std::string(what) + " is not valid JSON (truncated or corrupt)");
   try {
-    if (j.value("format", "") != "veilfs") throw_corrupt("config file is not a veilfs config");
+    if (j.value("format", "") != (with_slots ? kConfigFormat : kParamsFormat))
+      throw_corrupt(with_slots ? "config file is not a veilfs config" : "params file is not a veilfs params file");
     VolumeConfig c;
     c.version = j.at("version").get<uint32_t>();
     if (c.version > kFormatVersion)
@@ -106,14 +116,16 @@ VolumeConfig VolumeConfig::parse(std::span<const uint8_t> bytes) {
                       std::to_string(kFormatVersion) + "); upgrade veilfs");
     if (c.version < 1) throw_corrupt("config version is invalid");
     // The checksum comes after the version check so that a newer format always gets the clearer message.
-    if (!j.contains("checksum")) throw_corrupt("config checksum is missing");
+    if (!j.contains("checksum")) throw_corrupt(std::string(what) + " checksum is missing");
     std::string sum = j.at("checksum").get<std::string>();
     json body = j;
     body.erase("checksum");
-    if (sum != checksum_of(body)) throw_corrupt("config checksum mismatch: the config file is corrupt");
+    if (sum != checksum_of(body))
+      throw_corrupt(with_slots ? "config checksum mismatch: the config file is corrupt"
+                               : "params file checksum mismatch: the params file is corrupt");
 
     auto features = j.at("features").get<std::vector<std::string>>();
-    auto known = default_features();
+    auto known = VolumeConfig::default_features();
     for (const auto& f : features)
       if (std::find(known.begin(), known.end(), f) == known.end())
         throw Error(ErrorKind::Unsupported, ENOTSUP,
@@ -133,6 +145,7 @@ VolumeConfig VolumeConfig::parse(std::span<const uint8_t> bytes) {
     c.volume_id = decode_fixed<kVolumeIdSize>(j, "volume_id");
     c.params_mac = decode_fixed<32>(j, "params_mac");
 
+    if (!with_slots) return c;
     const json& slots = j.at("key_slots");
     if (!slots.is_array() || slots.empty() || slots.size() > kMaxKeySlots)
       throw_corrupt("config must have between 1 and 32 key slots");
@@ -165,8 +178,20 @@ VolumeConfig VolumeConfig::parse(std::span<const uint8_t> bytes) {
     }
     return c;
   } catch (const json::exception&) {
-    throw_corrupt("config file has a missing or mistyped field");
+    throw_corrupt(std::string(what) + " has a missing or mistyped field");
   }
+}
+
+}  // namespace
+
+VolumeConfig VolumeConfig::parse(std::span<const uint8_t> bytes) { return parse_json(bytes, true); }
+
+VolumeConfig VolumeConfig::parse_params(std::span<const uint8_t> bytes) { return parse_json(bytes, false); }
+
+std::string VolumeConfig::serialize_params() const {
+  json body = body_json(*this, false);
+  body["checksum"] = checksum_of(body);
+  return body.dump(2) + "\n";
 }
 
 std::string VolumeConfig::serialize() const {

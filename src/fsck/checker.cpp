@@ -440,6 +440,7 @@ void Checker::check_entry(std::vector<std::unique_ptr<Dir>>& stack, Dir& dir, co
     case layout::Reserved::DirIv:
       return;  // checked on entering the directory
     case layout::Reserved::Config:
+    case layout::Reserved::Params:  // checked against the config when the volume is opened (check_volume)
       if (dir.is_root) return;
       add(ProblemKind::ForeignEntry, rpath, cpath, "reserved name that veilfs does not use here (hidden by the mount)");
       return;
@@ -705,11 +706,12 @@ void Checker::check_file(UniqueFd fd, const std::string& path, const std::string
 Report check_volume(const std::string& cipherdir, std::span<const uint8_t> secret, const Options& opt) {
   std::unique_ptr<Volume> vol;
   try {
-    vol = Volume::open(cipherdir, secret);
+    vol = Volume::open(cipherdir, secret, opt.config_file);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::Corrupt && e.kind() != ErrorKind::Auth) throw;
     Report r;
-    Problem p{ProblemKind::ConfigCorrupt, "/", std::string(format::kConfigName), e.what()};
+    Problem p{ProblemKind::ConfigCorrupt, "/",
+              opt.config_file.empty() ? std::string(format::kConfigName) : opt.config_file, e.what()};
     if (opt.on_problem) opt.on_problem(p);
     r.problems.push_back(std::move(p));
     r.problem_count = 1;

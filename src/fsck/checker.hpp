@@ -86,6 +86,7 @@ struct Options {
   std::function<void(const std::string& cipher_path)> on_repair;  // every removal, after it is done
   std::function<void(const Stats&)> on_progress;                  // called often; the callee throttles
   unsigned max_depth = 1024;                                      // directory levels (one descriptor each)
+  std::string config_file;  // --config FILE: the config kept outside the cipher dir (empty: veilfs.conf)
 };
 
 // Checks an opened volume's tree (the config was checked when it was opened).

@@ -84,9 +84,11 @@ int fsck_main(int argc, char** argv) {
   return cli::run_guarded("veilfs fsck", [&]() -> int {
     po::options_description opts(kUsage);
     std::string cipherdir;
+    Options opt;
     cli::SecretSource src;
     opts.add_options()("help,h", "show this help");
     cli::add_secret_options(opts, src);
+    cli::add_config_option(opts, opt.config_file);
     opts.add_options()("repair",
                        "repair what an interrupted operation or a power cut leaves (veilfs(1)), printing each repair")(
         "delete-orphans",
@@ -118,7 +120,6 @@ int fsck_main(int argc, char** argv) {
       return cli::kExitUsage;
     }
     const bool quiet = vm.count("quiet") > 0;
-    Options opt;
     opt.repair = vm.count("repair") > 0;
     opt.delete_orphans = vm.count("delete-orphans") > 0;
     opt.rename_conflicts = vm.count("rename-conflicts") > 0;
@@ -133,7 +134,7 @@ int fsck_main(int argc, char** argv) {
     // Before the passphrase is asked: a missing dir, no config or a newer format fail at once (a corrupt config
     // is reported below, as the problem it is).
     try {
-      cli::preflight_volume(cipherdir);
+      cli::preflight_volume(cipherdir, opt.config_file);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::Corrupt) throw;
     }

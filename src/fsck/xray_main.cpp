@@ -50,9 +50,11 @@ int xray_main(int argc, char** argv) {
     po::options_description opts(kUsage);
     std::string cipherdir;
     std::vector<std::string> paths;
+    std::string config_file;
     cli::SecretSource src;
     opts.add_options()("help,h", "show this help")("to-cipher,c", "PATHs are plain paths: print their backing files");
     cli::add_secret_options(opts, src);
+    cli::add_config_option(opts, config_file);
     po::options_description hidden;
     hidden.add_options()("cipherdir", po::value(&cipherdir))("path", po::value(&paths));
     po::options_description all;
@@ -78,11 +80,11 @@ int xray_main(int argc, char** argv) {
     const bool to_cipher = vm.count("to-cipher") > 0;
     cli::check_single_source(src);
     disable_core_dumps();
-    cli::preflight_volume(cipherdir);
+    cli::preflight_volume(cipherdir, config_file);
     SecretBytes secret = cli::read_secret(src, "Passphrase: ");
     std::unique_ptr<Volume> vol;
     try {
-      vol = Volume::open(cipherdir, secret.span());
+      vol = Volume::open(cipherdir, secret.span(), config_file);
     } catch (const Error& e) {
       cli::rethrow_at(cipherdir, e);
     }

@@ -1,5 +1,6 @@
 #include "fuse/daemon.hpp"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -17,6 +18,7 @@
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/cli/version.hpp"
 #include "veilfs/crypto/secret.hpp"
+#include "veilfs/format/recovery_code.hpp"
 #include "veilfs/util/error.hpp"
 
 namespace veil::fuse {
@@ -48,6 +50,16 @@ int mount_body(int argc, char** argv) {
     return cli::kExitOk;
   }
   set_debug_logging(o.debug);
+  LogTargets log_targets{.to_stderr = true, .to_syslog = o.syslog == MountOptions::Syslog::On, .log_fd = -1};
+  if (!o.logfile.empty()) {
+    // Opened now, before the KDF and the detach: a log file that cannot be written is said at once.
+    log_targets.log_fd = ::open(o.logfile.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+    if (log_targets.log_fd < 0) {
+      std::fprintf(stderr, "veilfs: %s: cannot open the log file: %s\n", o.logfile.c_str(), std::strerror(errno));
+      return cli::kExitIo;
+    }
+  }
+  set_log_targets(log_targets);
   raise_fd_limit();
   disable_core_dumps();
 
@@ -83,6 +95,12 @@ int mount_body(int argc, char** argv) {
   so.no_open = (kernel_checks || ::geteuid() == 0) && !o.shared_storage;
   so.writeback_cache = !o.shared_storage;
   so.fuse_args = {"-o", opts};
+  so.idle_ms = o.idle_ms;
+  // Once detached: no stderr; the log file if given; syslog unless --no-syslog, or a log file without --syslog.
+  so.detached_log = {.to_stderr = false,
+                     .to_syslog = o.syslog == MountOptions::Syslog::On ||
+                                  (o.syslog == MountOptions::Syslog::Auto && o.logfile.empty()),
+                     .log_fd = log_targets.log_fd};
   if (o.debug) so.fuse_args.push_back("-d");
 
   // Everything that can be checked without the secret, before the (deliberately slow) KDF runs: the options,
@@ -95,15 +113,23 @@ int mount_body(int argc, char** argv) {
     std::fprintf(stderr, "veilfs: %s\n", why.c_str());
     return cli::kExitMount;
   }
-  cli::preflight_volume(cipherdir_arg);
+  if (o.recovery_code)
+    cli::preflight_recovery(cipherdir_arg, o.config_file);
+  else
+    cli::preflight_volume(cipherdir_arg, o.config_file);
   if (auto why = memory_lock_problem(); !why.empty())
     log(LogLevel::Warning, "keys may be swapped out: %.*s", static_cast<int>(why.size()), why.data());
 
   std::unique_ptr<Volume> vol;
   {
-    SecretBytes secret = cli::read_secret(o.secret, "Passphrase: ");
+    SecretBytes secret = cli::read_secret(o.secret, o.recovery_code ? "Recovery code: " : "Passphrase: ");
     try {
-      vol = Volume::open(o.cipherdir, secret.span());
+      if (o.recovery_code)
+        vol = Volume::open_with_recovery(o.cipherdir, format::decode_recovery_code(secret.view()), o.config_file);
+      else
+        vol = Volume::open(o.cipherdir, secret.span(), o.config_file);
+    } catch (const format::RecoveryCodeError&) {
+      throw;  // exit 17 (run_guarded), the message naming the groups to retype
     } catch (const Error& e) {
       cli::rethrow_at(cipherdir_arg, e);
     }

@@ -25,7 +25,12 @@ constexpr double kTimeout = 1.0;
 constexpr double kSharedTimeout = 0.5;
 constexpr unsigned kMaxIo = 1u << 20;
 
-Session& session_of(fuse_req_t req) { return *static_cast<Session*>(fuse_req_userdata(req)); }
+// Every trampoline starts here, so this is where a request is counted as activity (for --idle).
+Session& session_of(fuse_req_t req) {
+  Session& s = *static_cast<Session*>(fuse_req_userdata(req));
+  s.requests.fetch_add(1, std::memory_order_relaxed);
+  return s;
+}
 Fs& fs_of(fuse_req_t req) { return *session_of(req).fs; }
 double timeout_of(fuse_req_t req) { return session_of(req).opt->shared_storage ? kSharedTimeout : kTimeout; }
 

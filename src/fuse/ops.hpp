@@ -13,7 +13,8 @@ namespace veil::fuse {
 struct Session {
   Fs* fs;
   const SessionOptions* opt;
-  std::atomic<bool> no_open{false};  // the kernel can do without OPEN and RELEASE for files
+  std::atomic<bool> no_open{false};   // the kernel can do without OPEN and RELEASE for files
+  std::atomic<uint64_t> requests{0};  // every request counts, for --idle (see session_of in ops.cpp)
 };
 
 const fuse_lowlevel_ops& lowlevel_ops();

@@ -4,6 +4,7 @@
 #include <optional>
 #include <sstream>
 
+#include "veilfs/cli/secret_options.hpp"
 #include "veilfs/util/error.hpp"
 
 namespace po = boost::program_options;
@@ -31,9 +32,22 @@ po::options_description visible_options() {
       ("extpass", po::value<std::string>()->value_name("CMD"),
        "run CMD (with /bin/sh -c) and read the passphrase from the first line of its output")              //
       ("keyfile", po::value<std::string>()->value_name("FILE"), "unlock with the whole contents of FILE")  //
+      ("recovery-code",
+       "unlock with the volume's recovery code instead (asked on the terminal, or standard input's first line); "
+       "works without the config, from veilfs.params")  //
+      ("recovery-code-file", po::value<std::string>()->value_name("FILE"),
+       "--recovery-code, read from the first line of FILE")                             //
+      ("config", po::value<std::string>()->value_name("FILE"), cli::kConfigOptionHelp)  //
+      ("idle", po::value<std::string>()->value_name("DURATION"),
+       "unmount after DURATION (90s, 10m, 1h30m; a bare number is seconds) without any access, unless files "
+       "are open")                                                                                       //
+      ("logfile", po::value<std::string>()->value_name("FILE"), "append the daemon's messages to FILE")  //
+      ("syslog", "log to syslog even in the foreground")                                                 //
+      ("no-syslog", "do not log to syslog once detached (messages are lost unless --logfile)")           //
       ("options,o", po::value<std::vector<std::string>>()->composing()->value_name("OPTS"),
-       "comma-separated mount options; passfile=, extpass=, keyfile=, allow_other, shared_storage, badname=, ro, "
-       "rw, debug and nonempty are ours, the rest goes to FUSE (checked before the passphrase is read)");
+       "comma-separated mount options; passfile=, extpass=, keyfile=, recovery_code_file=, config=, idle=, "
+       "logfile=, allow_other, shared_storage, badname=, ro, rw, debug and nonempty are ours, the rest goes to "
+       "FUSE (checked before the passphrase is read)");
   return d;
 }
 
@@ -43,9 +57,44 @@ void take_secret(std::vector<std::string>& given, std::optional<std::string>& fi
   if (value.empty()) throw_invalid(spelling + " needs a value");
   given.push_back(spelling);
   if (given.size() > 1)
-    throw_invalid(given[0] + " and " + given[1] + " cannot be combined: give one source of the passphrase");
+    throw_invalid(given[0] + " and " + given[1] + " cannot be combined: give one source of the secret");
   field = value;
   option_name = spelling;
+}
+
+// "90s", "10m", "1h30m", "500ms", "90" (seconds): milliseconds, at least 1 s.
+unsigned parse_duration(const std::string& text, const std::string& option) {
+  auto bad = [&] {
+    throw_invalid(option + " " + text + ": not a duration (say 90s, 10m, 1h30m; a bare number is seconds)");
+  };
+  if (text.empty()) bad();
+  uint64_t total = 0;
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t j = i;
+    while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
+    if (j == i || j - i > 9) bad();
+    const uint64_t n = std::stoull(text.substr(i, j - i));
+    size_t k = j;
+    while (k < text.size() && (text[k] < '0' || text[k] > '9')) ++k;
+    const std::string unit = text.substr(j, k - j);
+    uint64_t ms = 0;
+    if (unit == "ms")
+      ms = 1;
+    else if (unit == "s" || (unit.empty() && i == 0 && k == text.size()))
+      ms = 1000;
+    else if (unit == "m" || unit == "min")
+      ms = 60'000;
+    else if (unit == "h")
+      ms = 3'600'000;
+    else
+      bad();
+    total += n * ms;
+    if (total > 30ull * 24 * 3'600'000) throw_invalid(option + " " + text + ": longer than 30 days");
+    i = k;
+  }
+  if (total < 1000) throw_invalid(option + " " + text + ": shorter than one second");
+  return static_cast<unsigned>(total);
 }
 
 // -o values: ours are taken out (so /etc/fstab entries work through mount.fuse3), the rest passed on.
@@ -64,6 +113,17 @@ void absorb_mount_options(const std::string& list, MountOptions& o, std::vector<
       take_secret(secrets, o.secret.extpass, o.secret.extpass_option, "-o extpass=", *v);
     } else if (auto v = value("keyfile=")) {
       take_secret(secrets, o.secret.keyfile, o.secret.keyfile_option, "-o keyfile=", *v);
+    } else if (auto v = value("recovery_code_file=")) {
+      take_secret(secrets, o.secret.passfile, o.secret.passfile_option, "-o recovery_code_file=", *v);
+      o.recovery_code = true;
+    } else if (auto v = value("config=")) {
+      if (v->empty()) throw_invalid("-o config= needs a file name");
+      o.config_file = *v;
+    } else if (auto v = value("idle=")) {
+      o.idle_ms = parse_duration(*v, "-o idle=");
+    } else if (auto v = value("logfile=")) {
+      if (v->empty()) throw_invalid("-o logfile= needs a file name");
+      o.logfile = *v;
     } else if (opt == "nonempty") {
       o.nonempty = true;
     } else if (opt == "allow_other") {
@@ -93,14 +153,18 @@ std::string usage_text() {
        "--passfile, --extpass, standard input when it is not a terminal, or the terminal.\n"
        "Unmount with `fusermount3 -u MOUNTPOINT`.\n\n"
     << visible_options()
-    << "\n-o debug, -o nonempty, -o shared_storage and -o badname=GLOB are --debug, --nonempty, --shared-storage\n"
-       "and --badname GLOB. Other -o options are FUSE's (see mount.fuse3(8)): each is checked before the\n"
-       "passphrase is read, and an unknown one is refused (exit 2).\n"
+    << "\n-o debug, -o nonempty, -o shared_storage, -o badname=GLOB, -o config=FILE, -o idle=DURATION,\n"
+       "-o logfile=FILE and -o recovery_code_file=FILE are the long options of the same names. Other -o\n"
+       "options are FUSE's (see mount.fuse3(8)): each is checked before the passphrase is read, and an\n"
+       "unknown one is refused (exit 2).\n"
        "The mountpoint must be an empty directory that is not already a mount (else exit 15; --nonempty\n"
        "overrides). A dead mount (\"Transport endpoint is not connected\") needs `fusermount3 -u MOUNTPOINT`.\n"
+       "Without the config (lost, or kept elsewhere and not at hand), --recovery-code mounts from veilfs.params;\n"
+       "`veilkey recover` then writes a new config.\n"
        "\nExit codes: 0 ok, 1 other error, 2 usage (also a conflicting or unusable secret option or -o option),\n"
        "10 wrong passphrase or key file, 11 not a volume (or no such directory), 12 unsupported format,\n"
-       "13 corrupt config, 14 I/O error, 15 mount failed (mountpoint missing, not empty, already mounted).\n"
+       "13 corrupt config, 14 I/O error, 15 mount failed (mountpoint missing, not empty, already mounted),\n"
+       "17 the recovery code has a typo.\n"
        "veilfs fsck: 26 damage found.\n";
   return s.str();
 }
@@ -137,8 +201,33 @@ MountOptions parse_command_line(int argc, char** argv) {
     take_secret(secrets, o.secret.extpass, o.secret.extpass_option, "--extpass", vm["extpass"].as<std::string>());
   if (vm.count("keyfile"))
     take_secret(secrets, o.secret.keyfile, o.secret.keyfile_option, "--keyfile", vm["keyfile"].as<std::string>());
+  if (vm.count("recovery-code-file")) {
+    take_secret(secrets, o.secret.passfile, o.secret.passfile_option, "--recovery-code-file",
+                vm["recovery-code-file"].as<std::string>());
+    o.recovery_code = true;
+  }
+  if (vm.count("recovery-code")) {
+    secrets.push_back("--recovery-code");
+    if (secrets.size() > 1)
+      throw_invalid(secrets[0] + " and " + secrets[1] + " cannot be combined: give one source of the secret");
+    o.recovery_code = true;
+  }
+  if (vm.count("config")) {
+    o.config_file = vm["config"].as<std::string>();
+    if (o.config_file.empty()) throw_invalid("--config needs a file name");
+  }
+  if (vm.count("idle")) o.idle_ms = parse_duration(vm["idle"].as<std::string>(), "--idle");
+  if (vm.count("logfile")) {
+    o.logfile = vm["logfile"].as<std::string>();
+    if (o.logfile.empty()) throw_invalid("--logfile needs a file name");
+  }
+  if (vm.count("syslog") && vm.count("no-syslog")) throw_invalid("--syslog and --no-syslog cannot be combined");
+  if (vm.count("syslog")) o.syslog = MountOptions::Syslog::On;
+  if (vm.count("no-syslog")) o.syslog = MountOptions::Syslog::Off;
   if (vm.count("options"))
     for (const auto& list : vm["options"].as<std::vector<std::string>>()) absorb_mount_options(list, o, secrets);
+  // The recovery code may also come after the options naming it; any other secret then conflicts (above).
+  if (o.recovery_code) o.secret.what = "recovery code";
   if (o.debug) o.foreground = true;
   if (!vm.count("cipherdir") || !vm.count("mountpoint"))
     throw Error(ErrorKind::InvalidArgument, EINVAL, "need CIPHERDIR and MOUNTPOINT (see --help)");

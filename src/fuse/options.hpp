@@ -21,6 +21,14 @@ struct MountOptions {
   std::vector<std::string> badname;  // globs of undecodable backing names to show (FsOptions::badname)
   bool nonempty = false;             // --nonempty / -o nonempty: mount over a non-empty directory or an existing mount
   cli::SecretSource secret;
+  std::string config_file;  // --config FILE / -o config=FILE: the config kept outside the cipher dir
+  // --recovery-code / --recovery-code-file FILE: unlock with the recovery code (the secret then is the code; a
+  // lost config is replaced by veilfs.params for this mount).
+  bool recovery_code = false;
+  std::string logfile;                  // --logfile FILE / -o logfile=FILE: the daemon's messages go there
+  enum class Syslog { Auto, On, Off };  // Auto: syslog once detached, stderr in the foreground
+  Syslog syslog = Syslog::Auto;
+  unsigned idle_ms = 0;  // --idle DURATION / -o idle=: unmount after this long without a request; 0: never
   std::vector<std::string> fuse_options;  // -o entries that are not ours, passed to FUSE
 };
 

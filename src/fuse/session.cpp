@@ -12,10 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -65,6 +69,85 @@ void tune_bdi(const std::string& mountpoint) {
   std::ofstream("/sys/class/bdi/" + dev + "/max_ratio") << kMaxDirtyRatio << "\n";
 }
 
+// syncfs through the mount (served by the still-running loop, so every dirty page reaches the cipher dir), then
+// unmount. Lazy: at once, the kernel ends the connection once the last user is gone. Not lazy: refused (false)
+// while the mount is in use: open files, a working directory inside.
+bool write_back_and_unmount(const std::string& mountpoint, bool lazy) {
+  if (int fd = ::open(mountpoint.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+    ::syncfs(fd);
+    ::close(fd);  // before the unmount: this descriptor alone would make the mount busy
+  }
+  if (::geteuid() == 0) return ::umount2(mountpoint.c_str(), lazy ? MNT_DETACH : 0) == 0;
+  const char* lazy_argv[] = {"fusermount3", "-u", "-z", "--", mountpoint.c_str(), nullptr};
+  const char* plain_argv[] = {"fusermount3", "-u", "-q", "--", mountpoint.c_str(), nullptr};
+  pid_t pid;
+  if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char* const*>(lazy ? lazy_argv : plain_argv),
+                   environ) != 0)
+    return false;
+  int status = 0;
+  return ::waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// --idle: every tick (a tenth of the idle time, at most 10 s) looks whether a request came since the last one;
+// after idle_ms without any, unmounts unless the mount is in use, then waits a whole idle period again.
+class IdleUnmount {
+ public:
+  IdleUnmount(const Session& session, std::string mountpoint, unsigned idle_ms)
+      : session_(session), mountpoint_(std::move(mountpoint)), idle_(idle_ms) {
+    if (idle_ms > 0) thread_ = std::thread([this] { run(); });
+  }
+  ~IdleUnmount() { stop(); }
+  void stop() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    using Clock = std::chrono::steady_clock;
+    const auto tick = std::min(idle_ / 10, std::chrono::milliseconds(10'000));
+    uint64_t seen = session_.requests.load(std::memory_order_relaxed);
+    auto last_active = Clock::now();
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, tick, [this] { return done_; })) {
+      const uint64_t now_seen = session_.requests.load(std::memory_order_relaxed);
+      if (now_seen != seen) {
+        seen = now_seen;
+        last_active = Clock::now();
+        continue;
+      }
+      if (Clock::now() - last_active < idle_) continue;
+      lock.unlock();
+      const bool gone = write_back_and_unmount(mountpoint_, /*lazy=*/false);
+      lock.lock();
+      if (gone) {
+        log(LogLevel::Info, "idle for %lld s: unmounted",
+            static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(idle_).count()));
+        return;
+      }
+      log(LogLevel::Info,
+          "idle for %lld s, but the mount is in use (open files or a working directory inside): "
+          "staying mounted",
+          static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(idle_).count()));
+      seen = session_.requests.load(std::memory_order_relaxed);  // the syncfs was ours, not activity
+      last_active = Clock::now();
+    }
+  }
+
+  const Session& session_;
+  std::string mountpoint_;
+  std::chrono::milliseconds idle_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 // SIGINT/SIGTERM/SIGHUP. libfuse's own handlers end the loop at once and unmount lazily, which drops what
 // the writeback cache still holds for files that are open. Instead the signals are blocked in every thread
 // (the loop's workers inherit the mask) and taken here: first syncfs, served by the still-running loop, so
@@ -92,18 +175,7 @@ class ShutdownOnSignal {
     int sig = 0;
     if (sigwait(&set_, &sig) != 0 || done_) return;
     log(LogLevel::Info, "signal %d: writing back and unmounting", sig);
-    if (int fd = ::open(mountpoint_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
-      ::syncfs(fd);
-      ::close(fd);
-    }
-    if (::geteuid() == 0) {
-      ::umount2(mountpoint_.c_str(), MNT_DETACH);
-    } else {
-      const char* argv[] = {"fusermount3", "-u", "-z", "--", mountpoint_.c_str(), nullptr};
-      pid_t pid;
-      if (posix_spawnp(&pid, "fusermount3", nullptr, nullptr, const_cast<char* const*>(argv), environ) == 0)
-        ::waitpid(pid, nullptr, 0);
-    }
+    write_back_and_unmount(mountpoint_, /*lazy=*/true);
   }
 
   std::string mountpoint_;
@@ -141,13 +213,15 @@ int run_session(Fs& fs, const SessionOptions& opt) {
   // Detach only now: a failed mount has been reported on stderr with a non-zero exit.
   if (!opt.foreground) {
     if (fuse_daemonize(0) != 0) return cli::kExitMount;
-    log_to_syslog();
+    set_log_targets(opt.detached_log);
   }
   ShutdownOnSignal shutdown(opt.mountpoint);
+  IdleUnmount idle(session, opt.mountpoint, opt.idle_ms);
   std::unique_ptr<fuse_loop_config, void (*)(fuse_loop_config*)> cfg(fuse_loop_cfg_create(), fuse_loop_cfg_destroy);
   fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
   fuse_loop_cfg_set_max_threads(cfg.get(), 16);
   int rc = fuse_session_loop_mt(se, cfg.get());
+  idle.stop();
   shutdown.stop();
   return rc == 0 ? cli::kExitOk : cli::kExitError;
 }

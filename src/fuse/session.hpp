@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "fuse/fs.hpp"
+#include "fuse/log.hpp"
 
 namespace veil::fuse {
 
@@ -20,6 +21,11 @@ struct SessionOptions {
   // Other writers of the cipher dir: short kernel cache timeouts (kSharedTimeout), no writeback cache (the
   // kernel would trust its own file sizes), no "no open" (each open revalidates the file's pages).
   bool shared_storage = false;
+  // Where messages go once detached (before, the caller's targets stand).
+  LogTargets detached_log{.to_stderr = false, .to_syslog = true, .log_fd = -1};
+  // --idle: unmount after this long without a request, unless the mount is in use (open files, a working
+  // directory inside: the kernel refuses a plain unmount then). 0: never.
+  unsigned idle_ms = 0;
 };
 
 // Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or

@@ -104,6 +104,7 @@ bool is_long_link_marker(std::string_view stored) { return stored == kLongLinkMa
 Reserved classify(std::string_view b) {
   if (!is_reserved(b)) return Reserved::None;
   if (b == kConfigName) return Reserved::Config;
+  if (b == kParamsName) return Reserved::Params;
   if (b == kDirIvName) return Reserved::DirIv;
   if (is_temp_file(b)) return Reserved::Temp;
   if (is_long_name(b)) return Reserved::LongName;
@@ -439,21 +440,59 @@ void exchange_link_sidecars(int fd1, std::string_view b1, bool long1, int fd2, s
 
 // --- the config and atomic replaces ------------------------------------------------------------------------
 
-format::VolumeConfig load_config(int dirfd) {
+format::VolumeConfig load_config(int dirfd, std::string_view name) {
   std::vector<uint8_t> bytes;
   try {
-    bytes = read_small_file(dirfd, str(kConfigName), kMaxConfigSize);
+    bytes = read_small_file(dirfd, str(name), kMaxConfigSize);
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT)
-      throw Error(ErrorKind::NotFound, ENOENT, "not a veilfs volume: veilfs.conf is missing");
+      throw Error(ErrorKind::NotFound, ENOENT, "not a veilfs volume: " + str(name) + " is missing");
     throw;
   }
   return format::VolumeConfig::parse(bytes);
 }
 
-void save_config(int dirfd, const format::VolumeConfig& cfg) {
+void save_config(int dirfd, const format::VolumeConfig& cfg, std::string_view name) {
   const std::string text = cfg.serialize();
-  replace_file(dirfd, kConfigName, bytes_of(text), 0400);
+  replace_file(dirfd, name, bytes_of(text), 0400);
+}
+
+std::optional<format::VolumeConfig> load_params(int rootfd) {
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = read_small_file(rootfd, str(kParamsName), kMaxConfigSize);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT) return std::nullopt;
+    throw;
+  }
+  return format::VolumeConfig::parse_params(bytes);
+}
+
+void save_params(int rootfd, const format::VolumeConfig& cfg) {
+  const std::string text = cfg.serialize_params();
+  replace_file(rootfd, kParamsName, bytes_of(text), 0400);
+}
+
+ConfigDir open_config_dir(const std::string& file) {
+  const auto slash = file.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : file.substr(0, slash);
+  std::string name = slash == std::string::npos ? file : file.substr(slash + 1);
+  if (name.empty() || name == "." || name == "..")
+    throw Error(ErrorKind::InvalidArgument, EINVAL, file + ": not a file name");
+  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) throw_errno(dir);
+  // A symlink the user made (say, into a dotfiles repo) is followed once here: read_small_file refuses them.
+  char target[PATH_MAX];
+  ssize_t n = ::readlinkat(fd.get(), name.c_str(), target, sizeof target - 1);
+  if (n > 0) {
+    target[n] = 0;
+    std::string resolved = target[0] == '/' ? std::string(target) : dir + "/" + target;
+    const auto s2 = resolved.rfind('/');
+    fd = UniqueFd(::open(resolved.substr(0, s2 == 0 ? 1 : s2).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) throw_errno(resolved);
+    name = resolved.substr(s2 + 1);
+  }
+  return {std::move(fd), std::move(name)};
 }
 
 std::string temp_name_for(std::string_view name) {

@@ -74,6 +74,9 @@ PlainPath plain_path_of(const Volume& vol, const std::string& cipher_path) {
     switch (r) {
       case layout::Reserved::Config:
         return own(w.plain, w.cipher.empty() ? "the volume's config" : "a stray config (hidden by the mount)");
+      case layout::Reserved::Params:
+        return own(w.plain, w.cipher.empty() ? "the volume's parameters (the config without key slots)"
+                                             : "a stray params file (hidden by the mount)");
       case layout::Reserved::DirIv:
         return own(w.plain, "its directory IV file");
       case layout::Reserved::Temp:

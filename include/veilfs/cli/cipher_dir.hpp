@@ -16,10 +16,14 @@ UniqueFd open_cipher_dir(const std::string& path);
 
 // The config of the opened cipher dir at path, every message naming PATH/veilfs.conf: NotFound (not a volume,
 // exit 11), Io (unreadable, exit 14), Corrupt (exit 13), Unsupported (exit 12).
-format::VolumeConfig load_config_at(int dirfd, const std::string& path);
+// config_file: empty for PATH/veilfs.conf, else the config kept elsewhere (--config FILE), named in messages.
+// A cipher dir with veilfs.params but no veilfs.conf gets a message saying the config is kept elsewhere.
+format::VolumeConfig load_config_at(int dirfd, const std::string& path, const std::string& config_file = {});
 
 // Both: what to check before asking for a secret, so that a directory that is not a usable volume fails first.
-format::VolumeConfig preflight_volume(const std::string& path);
+format::VolumeConfig preflight_volume(const std::string& path, const std::string& config_file = {});
+// The same before asking for a recovery code: a missing config is fine when veilfs.params is there.
+void preflight_recovery(const std::string& path, const std::string& config_file = {});
 
 // Rethrows e with "where: " in front of its message, keeping its kind and errno (so its exit code).
 [[noreturn]] void rethrow_at(const std::string& where, const Error& e);

@@ -16,8 +16,9 @@ enum ExitCode : int {
   kExitIo = 14,           // I/O error (including a full disk)
   kExitMount = 15,        // the mount itself failed (mountpoint missing, not empty, no /dev/fuse)
   kExitRefused = 16,      // refused to act: non-empty dir for init, removing the last slot, ...
-  kExitCodeTypo = 17,     // veilkey recover: the recovery code has a typo (a checksum does not match)
-  kExitFsckDamage = 26,   // fsck found damage (same number as gocryptfs)
+  kExitCodeTypo =
+      17,  // veilkey recover, veilfs --recovery-code: the recovery code has a typo (a checksum does not match)
+  kExitFsckDamage = 26,  // fsck found damage (same number as gocryptfs)
 };
 
 // Runs body, turning any veil::Error or std::exception into a message on stderr and an exit code.

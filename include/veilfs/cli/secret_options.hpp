@@ -19,4 +19,9 @@ boost::program_options::typed_value<T>* into(std::optional<T>& slot, const char*
 // --passfile, --extpass and --keyfile, filling src when the parsed options are notified.
 void add_secret_options(boost::program_options::options_description& d, SecretSource& src);
 
+// --config FILE: the volume's config kept outside the cipher dir (empty when not given).
+void add_config_option(boost::program_options::options_description& d, std::string& config_file);
+inline constexpr const char* kConfigOptionHelp =
+    "the volume's config is FILE, kept outside the cipher dir (veilkey init --config), not CIPHERDIR/veilfs.conf";
+
 }  // namespace veil::cli

@@ -50,6 +50,10 @@ struct VolumeConfig {
   // parameters beyond the accepted bounds) or Unsupported (newer version, unknown feature flag).
   static VolumeConfig parse(std::span<const uint8_t> bytes);
   std::string serialize() const;  // canonical JSON including the checksum
+  // veilfs.params: the same without the key slots (see layout::save_params). Parsed with the same checks; the
+  // result has no slots, and its parameters are trusted only after verify_params with a master key.
+  static VolumeConfig parse_params(std::span<const uint8_t> bytes);
+  std::string serialize_params() const;
 
   // Key slots. A secret is a passphrase or the bytes of a key file.
   SecretBytes unlock(std::span<const uint8_t> secret, std::optional<uint32_t>* opened_slot = nullptr) const;

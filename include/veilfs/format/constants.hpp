@@ -12,6 +12,7 @@ constexpr uint32_t kFormatVersion = 1;  // config "version"; a newer one refuses
 // Reserved backing names. Encrypted names are base64url and never contain '.', so no encrypted name can
 // equal or start with any of these.
 constexpr std::string_view kConfigName = "veilfs.conf";
+constexpr std::string_view kParamsName = "veilfs.params";  // the config's parameters without key slots
 constexpr std::string_view kDirIvName = "veilfs.diriv";
 constexpr std::string_view kLongNamePrefix = "veilfs.longname.";  // + base64url(BLAKE2b-256(full name))
 constexpr std::string_view kLongNameSuffix = ".name";             // sidecar: the full encrypted name

@@ -45,6 +45,7 @@ bool is_long_link_marker(std::string_view stored);
 enum class Reserved {
   None,         // not reserved: an encoded name, or a foreign file
   Config,       // veilfs.conf (meaningful in the root only)
+  Params,       // veilfs.params (meaningful in the root only)
   DirIv,        // veilfs.diriv
   LongName,     // veilfs.longname.<hash>
   NameSidecar,  // veilfs.longname.<hash>.name
@@ -176,9 +177,22 @@ void exchange_link_sidecars(int fd1, std::string_view b1, bool long1, int fd2, s
 // ---------------------------------------------------------------------------------------------------------
 // The config and atomic replaces
 
-// Throws NotFound when there is no config (not a volume), Corrupt when it does not parse.
-format::VolumeConfig load_config(int dirfd);
-void save_config(int dirfd, const format::VolumeConfig& cfg);
+// Throws NotFound when there is no config (not a volume), Corrupt when it does not parse. `name` is veilfs.conf
+// in a cipher dir, or the file name of a config kept elsewhere (--config FILE) in its directory.
+format::VolumeConfig load_config(int dirfd, std::string_view name = format::kConfigName);
+void save_config(int dirfd, const format::VolumeConfig& cfg, std::string_view name = format::kConfigName);
+// veilfs.params at the cipher dir's root: the config without its key slots, so that the recovery code alone
+// (with the cipher dir) opens the volume and recreates a lost config. nullopt when there is none (volumes made
+// before it existed, until a veilkey command saves their config); Corrupt when it does not parse.
+std::optional<format::VolumeConfig> load_params(int rootfd);
+void save_params(int rootfd, const format::VolumeConfig& cfg);
+// An external config (--config FILE): the directory that holds it (opened, following symlinks the user made)
+// and its name there. Throws Io naming the path.
+struct ConfigDir {
+  UniqueFd dir;
+  std::string name;
+};
+ConfigDir open_config_dir(const std::string& file);
 // Temp file of an atomic replace of `name`: "<name>.tmp.<16 hex digits>".
 std::string temp_name_for(std::string_view name);
 bool is_temp_file(std::string_view name);
