@@ -1,4 +1,4 @@
-# bash completion for veilfs(1): mounting (veilfs [options] CIPHERDIR MOUNTPOINT) and veilfs fsck.
+# bash completion for veilfs(1): mounting (veilfs [options] CIPHERDIR MOUNTPOINT), veilfs fsck and veilfs xray.
 # Installed as share/bash-completion/completions/veilfs; needs nothing from the bash-completion package.
 
 # _veilfs_words: COMP_WORDS with "OPTION" "=" "VALUE" (bash splits at '=') joined again, into _vw; the index of
@@ -17,8 +17,8 @@ _veilfs_words() {
   done
 }
 
-_veilfs_mount_options='passfile= extpass= keyfile= allow_other ro debug nonempty default_permissions noatime
-nodiratime nodev nosuid noexec fsname= subtype='
+_veilfs_mount_options='passfile= extpass= keyfile= recovery_code_file= config= idle= logfile= allow_other ro debug
+nonempty shared_storage badname= default_permissions noatime nodiratime nodev nosuid noexec fsname= subtype='
 
 # _veilfs_paths -f|-d WORD: files or directories completing WORD as typed (a leading quote and backslashed
 # blanks taken out, as bash's filename quoting puts them in).
@@ -37,10 +37,14 @@ _veilfs() {
   [[ $cur == = ]] && cur=''
   ((_vc > 0)) && prev=${_vw[_vc - 1]}
 
+  # fsck=1: veilfs fsck, fsck=2: veilfs xray (the offline commands; no -o).
   local fsck=0
   for ((i = 1; i < _vc; i++)); do
     if [[ ${_vw[i]} == fsck ]]; then
       fsck=1
+      break
+    elif [[ ${_vw[i]} == xray ]]; then
+      fsck=2
       break
     elif [[ ${_vw[i]} != -* ]]; then
       break
@@ -55,10 +59,11 @@ _veilfs() {
     opt=$prev
   fi
   case $opt in
-    --passfile | --keyfile)
+    --passfile | --keyfile | --recovery-code-file | --config | --logfile)
       _veilfs_paths -f "$cur"
       return
       ;;
+    --idle | --badname) return ;;
     --extpass)
       mapfile -t COMPREPLY < <(compgen -c -- "$cur")
       return
@@ -67,7 +72,7 @@ _veilfs() {
       ((fsck)) && return
       local last=${word##*,}
       case $last in
-        passfile=* | keyfile=*)
+        passfile=* | keyfile=* | recovery_code_file=* | config=* | logfile=*)
           _veilfs_paths -f "$cur"
           return
           ;;
@@ -86,28 +91,39 @@ _veilfs() {
   esac
 
   if [[ $cur == -* ]]; then
-    if ((fsck)); then
-      mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --repair --delete-orphans --rename-conflicts -q --quiet -h --help' -- "$cur")
+    if ((fsck == 1)); then
+      mapfile -t COMPREPLY < <(compgen -W '--passfile --extpass --keyfile --config --repair --delete-orphans
+        --rename-conflicts -q --quiet -h --help' -- "$cur")
+    elif ((fsck == 2)); then
+      mapfile -t COMPREPLY < <(compgen -W '--to-cipher -c --passfile --extpass --keyfile --config -h --help' -- "$cur")
     else
       mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --shared-storage --badname
-        --nonempty --passfile --extpass --keyfile -o --options -h --help -V --version' -- "$cur")
+        --nonempty --passfile --extpass --keyfile --recovery-code --recovery-code-file --config --idle --logfile
+        --syslog --no-syslog -o --options -h --help -V --version' -- "$cur")
     fi
     return
   fi
 
-  # Positionals: the word 'fsck' first, then directories (CIPHERDIR, then MOUNTPOINT).
+  # Positionals: the word 'fsck' or 'xray' first, then directories (CIPHERDIR, then MOUNTPOINT); xray's PATHs
+  # are files in the cipher dir (or plain paths, which a shell cannot know).
   local npos=0
   for ((i = 1; i < _vc; i++)); do
     case ${_vw[i]} in
-      --passfile | --keyfile | --extpass | -o | --options) ((i++)) ;;
+      --passfile | --keyfile | --extpass | --recovery-code-file | --config | --idle | --logfile | --badname | -o | \
+        --options) ((i++)) ;;
       -*) ;;
       *) ((npos++)) ;;
     esac
   done
+  if ((fsck == 2 && npos >= 2)); then
+    _veilfs_paths -f "$cur"
+    return
+  fi
   ((npos >= 2)) && return # CIPHERDIR MOUNTPOINT, or fsck CIPHERDIR, are all there
   _veilfs_paths -d "$cur"
-  if ((npos == 0)) && [[ fsck == "$cur"* ]]; then
-    COMPREPLY+=(fsck)
+  if ((npos == 0)); then
+    [[ fsck == "$cur"* ]] && COMPREPLY+=(fsck)
+    [[ xray == "$cur"* ]] && COMPREPLY+=(xray)
   fi
 }
 complete -F _veilfs veilfs

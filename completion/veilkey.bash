@@ -33,7 +33,7 @@ _veilkey() {
   [[ $cur == = ]] && cur=''
   ((_vc > 0)) && prev=${_vw[_vc - 1]}
   local valued='--passfile --extpass --keyfile --new-passfile --new-extpass --new-keyfile --new-random-keyfile
-    --random-keyfile --cipher --block-size --kdf-memory --kdf-ops --slot --recovery-code-file'
+    --random-keyfile --cipher --block-size --kdf-memory --kdf-ops --slot --recovery-code-file --config'
 
   # The command, slot's subcommand, and the first directory given (for --slot's ids).
   local cmd='' sub='' dir='' w
@@ -63,7 +63,7 @@ _veilkey() {
   fi
   case $opt in
     --passfile | --keyfile | --new-passfile | --new-keyfile | --new-random-keyfile | --random-keyfile | \
-      --recovery-code-file)
+      --recovery-code-file | --config)
       _veilkey_paths -f "$cur"
       return
       ;;
@@ -119,6 +119,7 @@ _veilkey() {
       export-key) opts=$secret ;;
       recover) opts="--recovery-code-file $new $kdf" ;;
     esac
+    [[ -n $cmd && $cmd != help ]] && opts+=' --config'  # every command: a config kept outside the cipher dir
     mapfile -t COMPREPLY < <(compgen -W "$opts -h --help" -- "$cur")
     return
   fi

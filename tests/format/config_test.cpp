@@ -263,4 +263,41 @@ TEST_F(ConfigTest, SaveLeavesNoTempFileBehind) {
 }
 
 }  // namespace
+// veilfs.params: the config without its slots, authenticated by the same MAC once a master key is at hand.
+TEST_F(ConfigTest, ParamsFileRoundTripsWithoutSlotsAndIsNeverTakenForAConfig) {
+  const std::string text = m_.cfg.serialize_params();
+  EXPECT_EQ(text.find("key_slots"), std::string::npos);
+  EXPECT_EQ(text.find("wrapped_key"), std::string::npos);
+  VolumeConfig p = VolumeConfig::parse_params(bytes_of(text));
+  EXPECT_TRUE(p.slots.empty());
+  EXPECT_EQ(p.volume_id, m_.cfg.volume_id);
+  EXPECT_EQ(p.cipher, m_.cfg.cipher);
+  EXPECT_EQ(p.block_size, m_.cfg.block_size);
+  EXPECT_EQ(p.features, m_.cfg.features);
+  EXPECT_NO_THROW(p.verify_params(m_.master));
+  EXPECT_EQ(error_kind_of([&] { p.verify_params(SecretBytes::random(format::kMasterKeySize)); }), ErrorKind::Corrupt);
+  // Each is refused where the other is expected.
+  EXPECT_EQ(parse_error(text), ErrorKind::Corrupt);
+  EXPECT_EQ(error_kind_of([&] { VolumeConfig::parse_params(bytes_of(m_.cfg.serialize())); }), ErrorKind::Corrupt);
+  // An accident is caught by the checksum; an edit with a fixed checksum by the MAC.
+  std::string damaged = text;
+  damaged[damaged.find("block_size") + 13] ^= 1;
+  EXPECT_EQ(error_kind_of([&] { VolumeConfig::parse_params(bytes_of(damaged)); }), ErrorKind::Corrupt);
+  json j = json::parse(text);
+  j["block_size"] = 8192;
+  j.erase("checksum");
+  std::string body = j.dump();
+  std::array<uint8_t, 32> sum{};
+  blake2b(sum, {bytes_of(body)});
+  j["checksum"] = hex_encode(sum);
+  VolumeConfig forged = VolumeConfig::parse_params(bytes_of(j.dump()));
+  EXPECT_EQ(error_kind_of([&] { forged.verify_params(m_.master); }), ErrorKind::Corrupt);
+  // Through the layout: written atomically at the root, absent is nullopt, not an error.
+  EXPECT_FALSE(layout::load_params(dirfd_.get()));
+  layout::save_params(dirfd_.get(), m_.cfg);
+  auto loaded = layout::load_params(dirfd_.get());
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->params_mac, m_.cfg.params_mac);
+}
+
 }  // namespace veil::testing

@@ -59,7 +59,13 @@ complete_line() {
   done
   echo "   '$line' -> ${COMPREPLY[*]}"
 }
-complete_line 'veilfs ' fsck cipherdir
+complete_line 'veilfs ' fsck xray cipherdir
+complete_line 'veilfs --re' --recovery-code --recovery-code-file
+complete_line 'veilfs --' --config --idle --logfile --syslog --no-syslog
+complete_line 'veilfs --config pass' passfile
+complete_line 'veilfs -o idle=1m,con' idle=1m,config=
+complete_line 'veilfs xray --' --to-cipher --config --passfile
+complete_line 'veilfs xray cipherdir pass' passfile
 complete_line 'veilfs --' --foreground --debug --ro --allow-other --nonempty --passfile --extpass --keyfile --options --help --version
 complete_line 'veilfs -o ro,non' ro,nonempty
 complete_line 'veilfs --passfile pass' passfile
@@ -82,4 +88,6 @@ complete_line 'veilkey slot remove cipherdir --' --slot --passfile
 complete_line 'veilkey recover cipherdir --' --recovery-code-file --new-passfile
 complete_line 'veilkey info ' cipherdir
 complete_line 'veilkey info cipherdir --' --json
+complete_line 'veilkey passwd cipherdir --co' --config
+complete_line 'veilkey init cipherdir --config pass' passfile
 ((failures == 0)) || { echo "!!! $failures bash completion case(s) failed" >&2; exit 1; }

@@ -46,4 +46,8 @@ expect 'veilfs fsck --rep' repair
 expect 'veilfs fsck --ren' rename-conflicts
 expect 'veilfs -o ro,pa' passfile=
 expect 'veilfs ' 'check a volume'
+expect 'veilfs ' 'translate backing paths'
+expect 'veilfs --recovery-code-f' recovery-code-file=
+expect 'veilfs xray --to' to-cipher
+expect 'veilkey passwd cipherdir --con' config=
 print "   zsh completion: $n cases"

@@ -29,7 +29,7 @@ TEST(Volume, CreateThenOpenWithTheSamePassphrase) {
   std::vector<std::string> names;
   for (const auto& e : std::filesystem::directory_iterator(d.path())) names.push_back(e.path().filename());
   std::sort(names.begin(), names.end());
-  EXPECT_EQ(names, (std::vector<std::string>{"veilfs.conf", "veilfs.diriv"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"veilfs.conf", "veilfs.diriv", "veilfs.params"}));
 }
 
 TEST(Volume, WrongPassphraseIsWrongSecret) {
