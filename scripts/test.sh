@@ -43,4 +43,11 @@ phase "fuzzing (libFuzzer, clang, ASan+UBSan): every parser of untrusted bytes, 
 # from an fstab line, write, unmount, fsck), man pages, completions and systemd unit checked on the INSTALLED
 # files; then purged again.
 phase "package: build .deb, install, mount bar" bash tests/package/install_test.sh build-release
-echo "== all tests passed (release, asan, tsan, fuzzing) in $((SECONDS - T0)) s"
+# Every example of README.md and of the man pages, run as written (as root, in a private mount namespace; it
+# installs the package as README says and purges it again).
+if [ "$(id -u)" = 0 ]; then
+  phase "docs: every example of README and the man pages" python3 tests/package/doc_examples.py
+else
+  phase "docs: every example of README and the man pages" sudo -E python3 tests/package/doc_examples.py
+fi
+echo "== all tests passed (release, asan, tsan, fuzzing, package, docs) in $((SECONDS - T0)) s"
