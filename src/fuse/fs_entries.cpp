@@ -121,9 +121,12 @@ void Fs::rmdir(uint64_t parent, const std::string& name) {
   // The IV file goes first (the backing rmdir would see it), and only from an empty directory.
   layout::EntryUndo undo(log_undo_failure);
   layout::strip_iv_of_empty_dir(undo, at.dirfd->get(), at.backing, access_);
+  // A directory the kernel knows may be open (fstat of it must still work, with 0 links): keep a way in.
+  auto n = table_.find(st.st_dev, st.st_ino);
+  if (n) table_.pin(*n);
   check_errno(::unlinkat(at.dirfd->get(), at.backing.c_str(), AT_REMOVEDIR));
   undo.dismiss();
-  if (auto n = table_.find(st.st_dev, st.st_ino)) table_.unindex(*n);
+  if (n) table_.unindex(*n);
   layout::remove_side_files(at.dirfd->get(), at.backing, /*symlink=*/false);
 }
 
@@ -168,8 +171,9 @@ void Fs::rename(uint64_t parent, const std::string& name, uint64_t newparent, co
       throw_errno(ENOTDIR);
     }
     if (n2) {
-      // As in unlink: a file the kernel knows may be open (or linked elsewhere); keep a way in.
-      if (!S_ISDIR(s2.st_mode)) table_.pin(*n2);
+      // As in unlink and rmdir: what the kernel knows may be open (or a file linked elsewhere); keep a way in,
+      // so that fstat of it still works (showing 0 links: xfstests generic/035).
+      table_.pin(*n2);
       replaced_gone = S_ISDIR(s2.st_mode);
     }
   }

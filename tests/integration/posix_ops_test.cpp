@@ -692,6 +692,45 @@ TEST_F(PosixOps, RenameOverAnExistingFileReplacesIt) {
   suite().ledger().keep(rel("b"), a);
 }
 
+// xfstests generic/035: what a rename replaced, or an rmdir removed, stays reachable through a descriptor opened
+// before, and fstat shows it with no links left (a local disk's answer), never ENOENT.
+TEST_F(PosixOps, FstatOfAnOpenFileOrDirectoryThatARenameReplacedShowsNoLinks) {
+  write_file(at("file1"), "new");
+  write_file(at("file2"), "replaced");
+  {
+    UniqueFd fd(::open(at("file2").c_str(), O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd) << err_name(errno);
+    ASSERT_OK(::rename(at("file1").c_str(), at("file2").c_str()));
+    struct stat st {};
+    ASSERT_OK(::fstat(fd.get(), &st));
+    EXPECT_EQ(st.st_nlink, 0u);
+    EXPECT_EQ(read_fd_at(fd.get(), 0, 100), "replaced");
+  }
+  ASSERT_OK(::mkdir(at("dir1").c_str(), 0755));
+  ASSERT_OK(::mkdir(at("dir2").c_str(), 0755));
+  {
+    UniqueFd fd(::open(at("dir2").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(fd) << err_name(errno);
+    ASSERT_OK(::rename(at("dir1").c_str(), at("dir2").c_str()));
+    struct stat st {};
+    ASSERT_OK(::fstat(fd.get(), &st));
+    EXPECT_EQ(st.st_nlink, 0u);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+    EXPECT_ERRNO(::openat(fd.get(), "x", O_CREAT | O_WRONLY | O_CLOEXEC, 0644), ENOENT);
+  }
+  ASSERT_OK(::mkdir(at("dir3").c_str(), 0755));
+  {
+    UniqueFd fd(::open(at("dir3").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(fd) << err_name(errno);
+    ASSERT_OK(::rmdir(at("dir3").c_str()));
+    struct stat st {};
+    ASSERT_OK(::fstat(fd.get(), &st));
+    EXPECT_EQ(st.st_nlink, 0u);
+  }
+  EXPECT_EQ(list_dir(dir()), (std::vector<std::string>{"dir2", "file2"}));
+  suite().ledger().keep(rel("file2"), "new");
+}
+
 TEST_F(PosixOps, RenameBetweenTwoLinksOfTheSameFileDoesNothing) {
   // POSIX: if old and new are links to the same file, rename does nothing and both names stay.
   write_file(at("a"), "same");
