@@ -49,6 +49,7 @@ int mount_body(int argc, char** argv) {
     std::fputs(cli::version_text("veilfs", fuse_pkgversion()).c_str(), stdout);
     return cli::kExitOk;
   }
+  if (o.remount) return remount_existing(o.mountpoint, o.read_only);  // no daemon, no secret
   set_debug_logging(o.debug);
   LogTargets log_targets{.to_stderr = true, .to_syslog = o.syslog == MountOptions::Syslog::On, .log_fd = -1};
   if (!o.logfile.empty()) {

@@ -1,7 +1,9 @@
 #include "fuse/mount_check.hpp"
 
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -13,6 +15,7 @@
 #include <sstream>
 
 #include "fuse/fuse_api.hpp"
+#include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/util/unique_fd.hpp"
 
@@ -205,6 +208,42 @@ std::string fuse_options_problem(const std::vector<std::string>& fuse_args,
   if (bad.empty()) return "mount options refused by libfuse: " + all;
   return "unknown or invalid mount option: " + bad + ". veilfs's own -o options are passfile=, extpass=, keyfile=, " +
          "allow_other, shared_storage, badname=, ro, rw, debug and nonempty; the rest are FUSE's (mount.fuse3(8))";
+}
+
+int remount_existing(const std::string& mountpoint, bool read_only) {
+  char* real = ::realpath(mountpoint.c_str(), nullptr);
+  const std::string path = real ? real : lexical_absolute(mountpoint);
+  std::free(real);
+  auto m = mount_at(path);
+  if (!m || m->fstype != "fuse.veilfs") {
+    std::fprintf(stderr, "veilfs: cannot remount %s: it is not a veilfs mount%s\n", mountpoint.c_str(),
+                 m ? (" (it is " + m->fstype + ")").c_str() : "");
+    return cli::kExitMount;
+  }
+  // Only the read-only flag changes; the daemon needs no word of it (the kernel refuses writes). A remount sets
+  // the mount's other flags from what it is given, so they are given as they are (else nosuid and nodev would
+  // silently go).
+  struct statvfs sv {};
+  if (::statvfs(path.c_str(), &sv) != 0) {
+    std::fprintf(stderr, "veilfs: cannot remount %s: %s\n", mountpoint.c_str(), std::strerror(errno));
+    return cli::kExitMount;
+  }
+  unsigned long flags = MS_REMOUNT | (read_only ? MS_RDONLY : 0);
+  const std::pair<unsigned long, unsigned long> keep[] = {{ST_NOSUID, MS_NOSUID},         {ST_NODEV, MS_NODEV},
+                                                          {ST_NOEXEC, MS_NOEXEC},         {ST_NOATIME, MS_NOATIME},
+                                                          {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME}};
+  for (auto [st, ms] : keep)
+    if (sv.f_flag & st) flags |= ms;
+  if (::mount(nullptr, path.c_str(), nullptr, flags, nullptr) != 0) {
+    const int err = errno;
+    std::fprintf(stderr, "veilfs: cannot remount %s %s: %s%s\n", mountpoint.c_str(),
+                 read_only ? "read-only" : "read-write", std::strerror(err),
+                 err == EPERM ? " (remounting needs root: unmount with fusermount3 -u and mount again, with or "
+                                "without --ro)"
+                              : "");
+    return cli::kExitMount;
+  }
+  return cli::kExitOk;
 }
 
 }  // namespace veil::fuse

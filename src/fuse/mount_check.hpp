@@ -17,4 +17,9 @@ std::string mountpoint_problem(const std::string& path, bool allow_nonempty);
 std::string fuse_options_problem(const std::vector<std::string>& fuse_args,
                                  const std::vector<std::string>& user_options);
 
+// `mount -o remount[,ro|,rw] MOUNTPOINT` (mount.fuse3 passes it on as -o remount): the mount's read-only flag
+// changed by mount(2) MS_REMOUNT, nothing else (no daemon is started, no secret read). Returns an exit code,
+// having said why on stderr when it is not 0: not a veilfs mount (15), not root (15), the kernel's refusal.
+int remount_existing(const std::string& mountpoint, bool read_only);
+
 }  // namespace veil::fuse

@@ -102,7 +102,11 @@ void absorb_mount_options(const std::string& list, MountOptions& o, std::vector<
   std::stringstream ss(list);
   std::string opt;
   while (std::getline(ss, opt, ',')) {
-    if (opt.empty() || opt == "rw") continue;
+    if (opt.empty()) continue;
+    if (opt == "rw") {  // the last of ro and rw wins, as with mount(8)
+      o.read_only = false;
+      continue;
+    }
     auto value = [&](std::string_view key) -> std::optional<std::string> {
       if (opt.rfind(key, 0) == 0) return opt.substr(key.size());
       return std::nullopt;
@@ -124,6 +128,8 @@ void absorb_mount_options(const std::string& list, MountOptions& o, std::vector<
     } else if (auto v = value("logfile=")) {
       if (v->empty()) throw_invalid("-o logfile= needs a file name");
       o.logfile = *v;
+    } else if (opt == "remount") {
+      o.remount = true;
     } else if (opt == "nonempty") {
       o.nonempty = true;
     } else if (opt == "allow_other") {

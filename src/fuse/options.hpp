@@ -19,7 +19,8 @@ struct MountOptions {
   bool allow_other = false;
   bool shared_storage = false;       // other writers of the cipher dir (see SessionOptions::shared_storage)
   std::vector<std::string> badname;  // globs of undecodable backing names to show (FsOptions::badname)
-  bool nonempty = false;             // --nonempty / -o nonempty: mount over a non-empty directory or an existing mount
+  bool remount = false;   // -o remount (mount(8) -o remount through mount.fuse3): change ro/rw of a live mount
+  bool nonempty = false;  // --nonempty / -o nonempty: mount over a non-empty directory or an existing mount
   cli::SecretSource secret;
   std::string config_file;  // --config FILE / -o config=FILE: the config kept outside the cipher dir
   // --recovery-code / --recovery-code-file FILE: unlock with the recovery code (the secret then is the code; a

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "harness.hpp"
 #include "veilfs/format/recovery_code.hpp"
@@ -237,6 +238,53 @@ TEST_F(DailyOptions, LogfileSyslogAndNoSyslogSayWhereMessagesGo) {
   ASSERT_EQ(r.status, 0) << r.output;
   write_file(vol.mnt + "/veilmark_quiet", "quiet\n");
   EXPECT_EQ(read_file(vol.mnt + "/veilmark_quiet"), "quiet\n");
+}
+
+// `mount -o remount,ro MOUNTPOINT` reaches veilfs (through mount.fuse3) as -o remount,ro: the live mount turns
+// read-only and back (xfstests generic/452, 294, 306), keeping its other flags, without a secret or a new daemon.
+TEST_F(DailyOptions, RemountTurnsALiveMountReadOnlyAndBack) {
+  if (::geteuid() != 0) GTEST_SKIP() << "!!! SKIPPED: remounting needs root";
+  VolumeDir vol("daily-remount");
+  create(vol);
+  Mount m(vol);
+  ASSERT_TRUE(m.ok()) << m.error();
+  write_file(vol.mnt + "/veilmark_before", "before\n");
+  auto flags_of = [&] {
+    for (const auto& line : [] {
+           std::vector<std::string> v;
+           std::ifstream in("/proc/self/mountinfo");
+           for (std::string l; std::getline(in, l);) v.push_back(l);
+           return v;
+         }())
+      if (line.find(" " + vol.mnt + " ") != std::string::npos) return line.substr(0, line.find(" - "));
+    return std::string();
+  };
+  const std::string before = flags_of();
+  ASSERT_NE(before.find(" rw,"), std::string::npos) << before;
+
+  // No passphrase is read (stdin is empty, no secret option): only the flag changes.
+  auto r = veilfs({"-o", "rw,remount,ro", vol.cipher, vol.mnt});
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string now = flags_of();
+  EXPECT_NE(now.find(" ro,"), std::string::npos) << now;
+  for (const char* kept : {"nosuid", "nodev", "noexec"})
+    EXPECT_EQ(before.find(kept) == std::string::npos, now.find(kept) == std::string::npos) << kept << ": " << now;
+  EXPECT_EQ(::open((vol.mnt + "/veilmark_new").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644), -1);
+  EXPECT_EQ(errno, EROFS);
+  EXPECT_EQ(read_file(vol.mnt + "/veilmark_before"), "before\n");
+  EXPECT_EQ(find_daemons(vol.mnt).size(), 1u) << "no second daemon";
+
+  r = veilfs({"-o", "remount,rw", vol.cipher, vol.mnt});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(flags_of(), before);
+  write_file(vol.mnt + "/veilmark_after", "after\n");
+  EXPECT_EQ(read_file(vol.mnt + "/veilmark_after"), "after\n");
+
+  // Something that is not a veilfs mount: exit 15, named.
+  r = veilfs({"-o", "remount,ro", vol.cipher, vol.root.path()});
+  EXPECT_EQ(r.status, 15) << r.output;
+  EXPECT_NE(r.output.find("not a veilfs mount"), std::string::npos) << r.output;
+  ASSERT_NO_ERROR(m.unmount());
 }
 
 }  // namespace

@@ -63,7 +63,7 @@ complete_line 'veilfs ' fsck xray cipherdir
 complete_line 'veilfs --re' --recovery-code --recovery-code-file
 complete_line 'veilfs --' --config --idle --logfile --syslog --no-syslog
 complete_line 'veilfs --config pass' passfile
-complete_line 'veilfs -o idle=1m,con' idle=1m,config=
+complete_line 'veilfs -o idle=1m,con' 1m,config=
 complete_line 'veilfs xray --' --to-cipher --config --passfile
 complete_line 'veilfs xray cipherdir pass' passfile
 complete_line 'veilfs --' --foreground --debug --ro --allow-other --nonempty --passfile --extpass --keyfile --options --help --version

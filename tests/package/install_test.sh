@@ -175,7 +175,8 @@ if [ -e /dev/fuse ]; then
   [ "$(cat plain/hello.txt)" = "$secret_text" ] || fail "read back hello.txt"
   if grep -rq "hello" cipher; then fail "a plain name or text is visible in the cipher dir"; fi
   if grep -rqF "$secret_text" cipher; then fail "plain text in the cipher dir"; fi
-  [ "$(find cipher -mindepth 1 -maxdepth 1 | wc -l)" = 5 ] || fail "cipher dir: $(ls -a cipher)"
+  # veilfs.conf, veilfs.params, veilfs.diriv and the three entries.
+  [ "$(find cipher -mindepth 1 -maxdepth 1 | wc -l)" = 6 ] || fail "cipher dir: $(ls -a cipher)"
 
   step "unmount (fusermount3 -u); the daemon exits"
   fusermount3 -u "$tmp/plain"
@@ -191,6 +192,15 @@ if [ -e /dev/fuse ]; then
   [ "$(cat plain/hello.txt)" = "$secret_text" ] || fail "hello.txt after the remount"
   [ "$(sha256sum <plain/dir/blob)" = "$sum" ] || fail "blob differs after the remount"
   [ "$(readlink plain/link)" = hello.txt ] || fail "symlink after the remount"
+
+  step "mount -o remount,ro and back to rw (mount(8) -> mount.fuse3 -> veilfs -o remount)"
+  mount -o remount,ro "$tmp/plain" || fail "mount -o remount,ro (exit $?)"
+  [[ $(findmnt -n -o OPTIONS --mountpoint "$tmp/plain") == ro,* ]] || fail "not read-only: $(findmnt "$tmp/plain")"
+  if (echo x >plain/ro-test) 2>/dev/null; then fail "a write succeeded on the read-only mount"; fi
+  [ "$(cat plain/hello.txt)" = "$secret_text" ] || fail "read on the read-only mount"
+  mount -o remount,rw "$tmp/plain" || fail "mount -o remount,rw (exit $?)"
+  echo x >plain/rw-test || fail "write after remount,rw"
+  rm plain/rw-test
   umount "$tmp/plain"
   for _ in $(seq 100); do mountpoint -q plain || break; sleep 0.1; done
   ! mountpoint -q plain || fail "still mounted after umount"
