@@ -160,7 +160,8 @@ std::string usage_text() {
        "Unmount with `fusermount3 -u MOUNTPOINT`.\n\n"
     << visible_options()
     << "\n-o debug, -o nonempty, -o shared_storage, -o badname=GLOB, -o config=FILE, -o idle=DURATION,\n"
-       "-o logfile=FILE and -o recovery_code_file=FILE are the long options of the same names. Other -o\n"
+       "-o logfile=FILE and -o recovery_code_file=FILE are the long options of the same names;\n"
+       "-o remount,ro and -o remount,rw (what `mount -o remount,ro MOUNTPOINT` passes) change a live mount. Other -o\n"
        "options are FUSE's (see mount.fuse3(8)): each is checked before the passphrase is read, and an\n"
        "unknown one is refused (exit 2).\n"
        "The mountpoint must be an empty directory that is not already a mount (else exit 15; --nonempty\n"
