@@ -391,10 +391,22 @@ struct stat Fs::setattr_impl(uint64_t ino, const SetAttr& a) {
   if (n.type == S_IFREG) cached = engines_.cached(n.engine);
   int openfd = cached ? cached->fd() : -1;
   if (a.mode) {
+    mode_t mode = *a.mode & 07777;
+    if (a.caller_uid != 0) {
+      // A mode change asked by someone who neither owns the file nor is root cannot be a chmod (the kernel
+      // refuses those itself: default_permissions): it is the kernel clearing set-ID bits after a write,
+      // truncate or fallocate by that caller. Its FUSE fallback clears setgid only on group-executable files;
+      // a local disk also clears it when the caller is not in the file's group (xfstests generic/683).
+      struct stat now;
+      check_errno(openfd >= 0 ? ::fstat(openfd, &now) : ::fstatat(path_fd(), "", &now, AT_EMPTY_PATH));
+      const bool in_group =
+          std::find(a.caller_groups.begin(), a.caller_groups.end(), now.st_gid) != a.caller_groups.end();
+      if (a.caller_uid != now.st_uid && !in_group) mode &= ~static_cast<mode_t>(S_ISGID);
+    }
     if (openfd >= 0)
-      check_errno(::fchmod(openfd, *a.mode & 07777));
+      check_errno(::fchmod(openfd, mode));
     else
-      check_errno(::chmod(ProcPath(path_fd()).c_str(), *a.mode & 07777));
+      check_errno(::chmod(ProcPath(path_fd()).c_str(), mode));
   }
   if (a.uid || a.gid) {
     uid_t u = a.uid ? *a.uid : static_cast<uid_t>(-1);

@@ -68,6 +68,9 @@ struct SetAttr {
   std::optional<uint64_t> size;
   std::optional<struct timespec> atime;  // tv_nsec may be UTIME_NOW
   std::optional<struct timespec> mtime;
+  // Who asks, for a mode change: uid and every group (primary and supplementary). See Fs::setattr.
+  uid_t caller_uid = 0;
+  std::vector<gid_t> caller_groups;
 };
 
 // Caps on what the daemon keeps open; 0 means a share of the open-file limit (the default). Tests set small

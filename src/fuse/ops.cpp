@@ -153,7 +153,26 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info*) {
   with_errno(req, [&] {
     SetAttr a;
-    if (valid & FUSE_SET_ATTR_MODE) a.mode = attr->st_mode;
+    if (valid & FUSE_SET_ATTR_MODE) {
+      a.mode = attr->st_mode;
+      const fuse_ctx* c = fuse_req_ctx(req);
+      a.caller_uid = c->uid;
+      if (c->uid != 0) {
+        a.caller_groups.assign(64, 0);
+        int n = fuse_req_getgroups(req, static_cast<int>(a.caller_groups.size()), a.caller_groups.data());
+        if (n > static_cast<int>(a.caller_groups.size())) {
+          a.caller_groups.assign(static_cast<size_t>(n), 0);
+          n = fuse_req_getgroups(req, n, a.caller_groups.data());
+        }
+        if (n < 0) {
+          a.caller_uid = 0;  // groups unknown (the caller has gone): keep to what the kernel asked
+          a.caller_groups.clear();
+        } else {
+          a.caller_groups.resize(static_cast<size_t>(n));
+          a.caller_groups.push_back(c->gid);
+        }
+      }
+    }
     if (valid & FUSE_SET_ATTR_UID) a.uid = attr->st_uid;
     if (valid & FUSE_SET_ATTR_GID) a.gid = attr->st_gid;
     if (valid & FUSE_SET_ATTR_SIZE) a.size = static_cast<uint64_t>(attr->st_size);

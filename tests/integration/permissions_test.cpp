@@ -159,6 +159,46 @@ TEST_F(Permissions, WriteByAnotherUserClearsSetuidAndSetgid) {
                                        << std::oct << (st.st_mode & 07777);
 }
 
+// xfstests generic/683 and its siblings: a write, an fallocate or a truncate by a user who neither owns the file
+// nor is in its group clears setuid and setgid, whether the group may execute or not (as on ext4); by root they
+// stay. (The kernel's FUSE fallback alone kept setgid on a file the group cannot execute.)
+TEST_F(Permissions, WriteFallocateAndTruncateByAnOutsiderClearSetIdBitsAsOnALocalDisk) {
+  struct Case {
+    mode_t before, after;
+  };
+  const Case cases[] = {{06666, 0666}, {06676, 0676}, {06766, 0766}, {06777, 0777}, {02676, 0676}, {02777, 0777}};
+  const std::pair<const char*, std::function<int(int)>> ops[] = {
+      {"write", [](int fd) { return ::pwrite(fd, "x", 1, 4096) == 1 ? 0 : errno; }},
+      {"fallocate", [](int fd) { return ::fallocate(fd, 0, 0, 65536) == 0 ? 0 : errno; }},
+      {"ftruncate", [](int fd) { return ::ftruncate(fd, 100) == 0 ? 0 : errno; }},
+  };
+  for (const auto& [op, body] : ops) {
+    for (const Case& c : cases) {
+      write_file(at("setid"), std::string(8192, 'X'), 0644);
+      ASSERT_EQ(::chmod(at("setid").c_str(), c.before), 0);
+      int r = as_nobody([&] {
+        int fd = ::open(at("setid").c_str(), O_WRONLY);
+        if (fd < 0) return errno;
+        int rc = body(fd);
+        ::close(fd);
+        return rc;
+      });
+      ASSERT_EQ(r, 0) << op << ": " << err_name(r);
+      struct stat st {};
+      ASSERT_EQ(::lstat(at("setid").c_str(), &st), 0);
+      EXPECT_EQ(st.st_mode & 07777, c.after)
+          << op << " by nobody on 0" << std::oct << c.before << " gave 0" << (st.st_mode & 07777);
+      // Root keeps them.
+      UniqueFd fd(::open(at("setid").c_str(), O_WRONLY | O_CLOEXEC));
+      ASSERT_EQ(::chmod(at("setid").c_str(), c.before), 0);
+      ASSERT_EQ(body(fd.get()), 0) << op;
+      fd = UniqueFd();
+      ASSERT_EQ(::lstat(at("setid").c_str(), &st), 0);
+      EXPECT_EQ(st.st_mode & 07777, c.before) << op << " by root on 0" << std::oct << c.before;
+    }
+  }
+}
+
 TEST_F(Permissions, OwnersMayChmodButNotChownAndModesBindThemToo) {
   int r = as_nobody([&] {
     int fd = ::open(at("own").c_str(), O_CREAT | O_WRONLY, 0644);
