@@ -28,6 +28,9 @@ struct CreateOptions {
   Argon2Params kdf = kArgonDefault;
   format::SlotKind slot_kind = format::SlotKind::Passphrase;
   std::string config_file;  // empty: CIPHERDIR/veilfs.conf; else a new file of that name (--config FILE)
+  // Reverse mode (veilkey init --reverse): the directory is a plain one, left as it is; only the config is
+  // written (to config_file, which must be given). The view shows the IV and params files.
+  bool reverse = false;
 };
 
 class Volume {

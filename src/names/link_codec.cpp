@@ -34,6 +34,14 @@ std::string LinkCodec::encrypt(std::string_view target) const {
   return base64url_encode(seal(aead_, bytes_of(kLinkAad), bytes_of(target)));
 }
 
+std::string LinkCodec::encrypt_with_nonce(std::string_view target, std::span<const uint8_t, 24> nonce) const {
+  std::vector<uint8_t> out(kNonce + target.size() + kAeadTagSize);
+  std::copy(nonce.begin(), nonce.end(), out.begin());
+  aead_.encrypt(std::span(out).subspan(kNonce), bytes_of(target), std::span(out).subspan(0, kNonce),
+                bytes_of(kLinkAad));
+  return base64url_encode(out);
+}
+
 std::optional<std::string> LinkCodec::decrypt(std::string_view stored) const {
   if (stored.size() > format::kMaxStoredLinkSize) return std::nullopt;  // bound hostile input
   auto sealed = base64url_decode(stored);

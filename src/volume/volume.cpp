@@ -46,7 +46,9 @@ Volume::Volume(std::string path, UniqueFd root, format::VolumeConfig cfg, Secret
 
 SecretBytes Volume::create(const std::string& cipherdir, std::span<const uint8_t> secret, const CreateOptions& opt) {
   UniqueFd root = open_dir(cipherdir);
-  if (!dir_is_empty(root.get()))
+  if (opt.reverse && opt.config_file.empty())
+    throw Error(ErrorKind::InvalidArgument, EINVAL, "a reverse volume needs a config file name");
+  if (!opt.reverse && !dir_is_empty(root.get()))
     throw Error(ErrorKind::InvalidArgument, ENOTEMPTY, "refusing to create a volume in a non-empty directory");
   format::VolumeConfig c;
   random_fill(c.volume_id);
@@ -66,8 +68,10 @@ SecretBytes Volume::create(const std::string& cipherdir, std::span<const uint8_t
       throw Error(ErrorKind::InvalidArgument, EEXIST, opt.config_file + ": the config file exists already");
   }
   Volume v(cipherdir, std::move(root), c, master.clone());
-  layout::write_dir_iv(v.root_fd(), v.root_iv());
-  layout::save_params(v.root_fd(), c);
+  if (!opt.reverse) {
+    layout::write_dir_iv(v.root_fd(), v.root_iv());
+    layout::save_params(v.root_fd(), c);
+  }
   // Last: a directory without a config is not yet a volume.
   if (external)
     layout::save_config(external->dir.get(), c, external->name);

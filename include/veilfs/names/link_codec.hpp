@@ -23,6 +23,9 @@ class LinkCodec {
  public:
   explicit LinkCodec(const SecretBytes& link_key);
   std::string encrypt(std::string_view target) const;
+  // The same with a nonce the caller chose (reverse mode's, derived from the target): never reuse one for
+  // another target.
+  std::string encrypt_with_nonce(std::string_view target, std::span<const uint8_t, 24> nonce) const;
   std::optional<std::string> decrypt(std::string_view stored) const;
 
  private:
