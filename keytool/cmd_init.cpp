@@ -12,6 +12,7 @@
 #include "veilfs/format/block_layout.hpp"
 #include "veilfs/format/constants.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
+#include "veilfs/reverse/reverse_view.hpp"
 #include "veilfs/util/error.hpp"
 #include "veilfs/util/io.hpp"
 #include "veilfs/volume.hpp"
@@ -29,7 +30,8 @@ constexpr CommandHelp kHelp{
     "  veilkey init ~/vault.enc --cipher xchacha20poly1305 --passfile pass.txt > recovery.txt\n"
     "  veilkey init /data/backup.enc --keyfile /media/usb/backup.key --no-recovery-code\n"
     "  veilkey init ~/vault.enc --kdf-memory 1G --kdf-ops 4   # a slower, stronger slot\n"
-    "  veilkey init /data/backup.enc --random-keyfile /media/usb/backup.key   # creates the key file\n"};
+    "  veilkey init /data/backup.enc --random-keyfile /media/usb/backup.key   # creates the key file\n"
+    "  veilkey init --reverse ~/Documents   # then: veilfs --reverse ~/Documents /mnt/encrypted-view\n"};
 
 bool is_empty_dir(const std::string& path) {
   UniqueFd fd = cli::open_cipher_dir(path);
@@ -64,20 +66,44 @@ struct UndoInit {
 
 }  // namespace
 
+static int report_created(const CreateOptions& opt, const SecretBytes& master, bool no_recovery_code);
+
+// A reverse volume: the plain directory stays as it is; only the config is written (never over another).
+static int init_reverse(const std::string& dir, NewSecret& fresh, const CreateOptions& opt, bool no_recovery_code) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return refuse(dir + ": init --reverse needs the plain directory to exist (it is not a directory)");
+  SecretBytes secret = fresh.read();
+  ConfigLock lock(dir, opt.config_file);
+  SecretBytes master;
+  try {
+    master = Volume::create(dir, secret.span(), opt);
+  } catch (const Error& e) {
+    if (e.sys_errno() == EEXIST) return refuse(opt.config_file + ": exists already (init never writes over a config)");
+    cli::rethrow_at(dir + ": cannot create the reverse volume", e);
+  }
+  fresh.committed();
+  return report_created(opt, master, no_recovery_code);
+}
+
 int cmd_init(const Args& args) {
   NewSecret fresh;
   KdfChoice kdf;
   std::string cipher;
   uint32_t block_size = format::kDefaultBlockSize;
   bool no_recovery_code = false;
+  bool reverse_mode = false;
   po::options_description d("Options", kHelpWidth);
   add_init_secret_options(d, fresh);
   d.add_options()  //
       ("cipher", po::value(&cipher)->value_name("NAME"),
        "aes256gcm or xchacha20poly1305 (default: the fastest this CPU runs securely)")  //
       ("block-size", po::value(&block_size)->value_name("N"),
-       "plaintext bytes per block: a power of two, 4096 .. 1048576 (default 4096)")  //
-      ("no-recovery-code", po::bool_switch(&no_recovery_code), "do not print the recovery code");
+       "plaintext bytes per block: a power of two, 4096 .. 1048576 (default 4096)")               //
+      ("no-recovery-code", po::bool_switch(&no_recovery_code), "do not print the recovery code")  //
+      ("reverse", po::bool_switch(&reverse_mode),
+       "CIPHERDIR is a plain directory to back up encrypted: write only its reverse config "
+       "(CIPHERDIR/.veilfs.reverse.conf unless --config), for `veilfs --reverse`");
   add_kdf_options(d, kdf);
   po::variables_map vm;
   if (!parse_options(args, kHelp, d, {"CIPHERDIR"}, vm)) return cli::kExitOk;
@@ -99,10 +125,13 @@ int cmd_init(const Args& args) {
   opt.kdf = kdf.resolve(fresh.is_random() ? kArgonRandomKey : kArgonDefault);
   opt.slot_kind = fresh.kind();
   opt.config_file = config_of(vm);
+  opt.reverse = reverse_mode;
+  if (reverse_mode && opt.config_file.empty()) opt.config_file = dir + "/" + std::string(reverse::kReverseConfigName);
   // Checked before the prompt (and again when it is written, exclusively): an existing config is never replaced.
   if (struct stat st{}; !opt.config_file.empty() && ::lstat(opt.config_file.c_str(), &st) == 0)
     return refuse(opt.config_file + ": the config file exists already (init writes a new one, never over another)");
 
+  if (reverse_mode) return init_reverse(dir, fresh, opt, no_recovery_code);
   UndoInit undo{dir};
   if (::mkdir(dir.c_str(), 0700) == 0) {
     undo.created_dir = true;
@@ -131,6 +160,10 @@ int cmd_init(const Args& args) {
   }
   fresh.committed();
   undo.done = true;
+  return report_created(opt, master, no_recovery_code);
+}
+
+static int report_created(const CreateOptions& opt, const SecretBytes& master, bool no_recovery_code) {
   std::fprintf(stderr,
                "veilkey: created a veilfs volume (cipher %s, block size %u, argon2id opslimit=%llu memlimit=%llu)\n",
                std::string(cipher_name(opt.cipher)).c_str(), opt.block_size,

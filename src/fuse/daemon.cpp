@@ -13,6 +13,7 @@
 #include "fuse/log.hpp"
 #include "fuse/mount_check.hpp"
 #include "fuse/options.hpp"
+#include "fuse/reverse_ops.hpp"
 #include "fuse/session.hpp"
 #include "veilfs/cli/cipher_dir.hpp"
 #include "veilfs/cli/exit_codes.hpp"
@@ -83,7 +84,10 @@ int mount_body(int argc, char** argv) {
     if (ch == ',' || ch == '\\') fsname.push_back('\\');
     fsname.push_back(ch);
   }
-  std::string opts = "fsname=" + fsname + ",subtype=veilfs";
+  if (o.reverse && o.config_file.empty()) o.config_file = o.cipherdir + "/" + std::string(reverse::kReverseConfigName);
+  // Reverse: read-only at the kernel (every change is EROFS there), and the plain files' modes apply.
+  std::string opts =
+      "fsname=" + fsname + (o.reverse ? ",subtype=veilfs-reverse,ro,default_permissions" : ",subtype=veilfs");
   if (o.allow_other) opts += ",allow_other,default_permissions";
   if (o.read_only) opts += ",ro";
   bool kernel_checks = o.allow_other;
@@ -135,11 +139,16 @@ int mount_body(int argc, char** argv) {
       cli::rethrow_at(cipherdir_arg, e);
     }
   }
-  Fs fs(std::move(vol), {}, {.shared_storage = o.shared_storage, .badname = o.badname});
-
-  // Modes arrive with the caller's umask already applied; ours must not apply a second time.
-  ::umask(0);
-  const int rc = run_session(fs, so);
+  int rc;
+  if (o.reverse) {
+    reverse::ReverseView view(*vol);
+    rc = run_reverse_session(view, so);
+  } else {
+    Fs fs(std::move(vol), {}, {.shared_storage = o.shared_storage, .badname = o.badname});
+    // Modes arrive with the caller's umask already applied; ours must not apply a second time.
+    ::umask(0);
+    rc = run_session(fs, so);
+  }
   // libfuse has printed its reason ("fuse: mount failed: ..."); say what it was about.
   if (rc == cli::kExitMount)
     std::fprintf(stderr, "veilfs: mounting %s on %s failed (the reason from libfuse is above)\n", cipherdir_arg.c_str(),

@@ -14,12 +14,15 @@ namespace {
 
 po::options_description visible_options() {
   po::options_description d("Options");
-  d.add_options()                                                          //
-      ("help,h", "show this help and exit")                                //
-      ("version,V", "show the version and exit")                           //
-      ("foreground,f", "stay in the foreground, log to stderr")            //
-      ("debug,d", "log every request (implies --foreground)")              //
-      ("ro", "mount read-only")                                            //
+  d.add_options()                                                //
+      ("help,h", "show this help and exit")                      //
+      ("version,V", "show the version and exit")                 //
+      ("foreground,f", "stay in the foreground, log to stderr")  //
+      ("debug,d", "log every request (implies --foreground)")    //
+      ("ro", "mount read-only")                                  //
+      ("reverse",
+       "CIPHERDIR is a plain directory (veilkey init --reverse): mount its encrypted view, read-only, for "
+       "backups; a copy of the view is a veilfs volume")                   //
       ("allow-other", "let other users in (implies default_permissions)")  //
       ("shared-storage",
        "the cipher dir has other writers (a second mount, sshfs, a sync client): no kernel caching beyond "
@@ -128,6 +131,8 @@ void absorb_mount_options(const std::string& list, MountOptions& o, std::vector<
     } else if (auto v = value("logfile=")) {
       if (v->empty()) throw_invalid("-o logfile= needs a file name");
       o.logfile = *v;
+    } else if (opt == "reverse") {
+      o.reverse = true;
     } else if (opt == "remount") {
       o.remount = true;
     } else if (opt == "nonempty") {
@@ -197,6 +202,7 @@ MountOptions parse_command_line(int argc, char** argv) {
   o.debug = vm.count("debug") > 0;
   o.foreground = vm.count("foreground") > 0;
   o.read_only = vm.count("ro") > 0;
+  o.reverse = vm.count("reverse") > 0;
   o.allow_other = vm.count("allow-other") > 0;
   o.shared_storage = vm.count("shared-storage") > 0;
   if (vm.count("badname")) o.badname = vm["badname"].as<std::vector<std::string>>();

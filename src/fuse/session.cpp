@@ -92,9 +92,9 @@ bool write_back_and_unmount(const std::string& mountpoint, bool lazy) {
 // after idle_ms without any, unmounts unless the mount is in use, then waits a whole idle period again.
 class IdleUnmount {
  public:
-  IdleUnmount(const Session& session, std::string mountpoint, unsigned idle_ms)
-      : session_(session), mountpoint_(std::move(mountpoint)), idle_(idle_ms) {
-    if (idle_ms > 0) thread_ = std::thread([this] { run(); });
+  IdleUnmount(const std::atomic<uint64_t>* requests, std::string mountpoint, unsigned idle_ms)
+      : requests_(requests), mountpoint_(std::move(mountpoint)), idle_(idle_ms) {
+    if (idle_ms > 0 && requests_) thread_ = std::thread([this] { run(); });
   }
   ~IdleUnmount() { stop(); }
   void stop() {
@@ -111,11 +111,11 @@ class IdleUnmount {
   void run() {
     using Clock = std::chrono::steady_clock;
     const auto tick = std::min(idle_ / 10, std::chrono::milliseconds(10'000));
-    uint64_t seen = session_.requests.load(std::memory_order_relaxed);
+    uint64_t seen = requests_->load(std::memory_order_relaxed);
     auto last_active = Clock::now();
     std::unique_lock lock(mu_);
     while (!cv_.wait_for(lock, tick, [this] { return done_; })) {
-      const uint64_t now_seen = session_.requests.load(std::memory_order_relaxed);
+      const uint64_t now_seen = requests_->load(std::memory_order_relaxed);
       if (now_seen != seen) {
         seen = now_seen;
         last_active = Clock::now();
@@ -134,12 +134,12 @@ class IdleUnmount {
           "idle for %lld s, but the mount is in use (open files or a working directory inside): "
           "staying mounted",
           static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(idle_).count()));
-      seen = session_.requests.load(std::memory_order_relaxed);  // the syncfs was ours, not activity
+      seen = requests_->load(std::memory_order_relaxed);  // the syncfs was ours, not activity
       last_active = Clock::now();
     }
   }
 
-  const Session& session_;
+  const std::atomic<uint64_t>* requests_;
   std::string mountpoint_;
   std::chrono::milliseconds idle_;
   std::mutex mu_;
@@ -192,11 +192,16 @@ struct ArgsGuard {
 }  // namespace
 
 int run_session(Fs& fs, const SessionOptions& opt) {
+  Session session{&fs, &opt};
+  return serve(lowlevel_ops(), &session, opt, &session.requests);
+}
+
+int serve(const fuse_lowlevel_ops& ops, void* userdata, const SessionOptions& opt,
+          const std::atomic<uint64_t>* requests) {
   ArgsGuard a;
   fuse_opt_add_arg(&a.args, "veilfs");
   for (const auto& s : opt.fuse_args) fuse_opt_add_arg(&a.args, s.c_str());
-  Session session{&fs, &opt};
-  fuse_session* se = fuse_session_new(&a.args, &lowlevel_ops(), sizeof(fuse_lowlevel_ops), &session);
+  fuse_session* se = fuse_session_new(&a.args, &ops, sizeof(fuse_lowlevel_ops), userdata);
   if (!se) return cli::kExitMount;
   std::unique_ptr<fuse_session, void (*)(fuse_session*)> se_guard(se, fuse_session_destroy);
   if (fuse_set_signal_handlers(se) != 0) return cli::kExitMount;
@@ -216,7 +221,7 @@ int run_session(Fs& fs, const SessionOptions& opt) {
     set_log_targets(opt.detached_log);
   }
   ShutdownOnSignal shutdown(opt.mountpoint);
-  IdleUnmount idle(session, opt.mountpoint, opt.idle_ms);
+  IdleUnmount idle(requests, opt.mountpoint, opt.idle_ms);
   std::unique_ptr<fuse_loop_config, void (*)(fuse_loop_config*)> cfg(fuse_loop_cfg_create(), fuse_loop_cfg_destroy);
   fuse_loop_cfg_set_clone_fd(cfg.get(), 0);
   fuse_loop_cfg_set_max_threads(cfg.get(), 16);

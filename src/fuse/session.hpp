@@ -1,10 +1,13 @@
 // How a mount is served: the session's options and its run loop (session.cpp).
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "fuse/fs.hpp"
+#include "fuse/fuse_api.hpp"
 #include "fuse/log.hpp"
 
 namespace veil::fuse {
@@ -31,5 +34,8 @@ struct SessionOptions {
 // Mounts fs, detaches when asked (only after the mount succeeded), serves requests until unmounted or
 // signalled, unmounts. Returns an exit code (veil::cli::ExitCode).
 int run_session(Fs& fs, const SessionOptions& opt);
+// The same for any operation table (reverse mode's): requests, if given, counts every request (for --idle).
+int serve(const fuse_lowlevel_ops& ops, void* userdata, const SessionOptions& opt,
+          const std::atomic<uint64_t>* requests);
 
 }  // namespace veil::fuse

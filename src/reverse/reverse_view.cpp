@@ -355,6 +355,12 @@ struct stat ReverseView::attributes(const Node& n) const {
   return st;
 }
 
+struct statvfs ReverseView::statfs() const {
+  struct statvfs sv;
+  if (::fstatvfs(vol_.root_fd(), &sv) != 0) throw_errno("statfs plain dir");
+  return sv;
+}
+
 std::string ReverseView::readlink(const Node& n) const {
   if (n.kind != Kind::Symlink) throw_errno(EINVAL);
   std::string stored = stored_target(n);

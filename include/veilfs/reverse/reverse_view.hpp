@@ -17,6 +17,7 @@
 #pragma once
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <memory>
 #include <optional>
@@ -72,6 +73,9 @@ class ReverseView {
     virtual size_t read(uint64_t off, std::span<uint8_t> out) const = 0;
   };
   std::unique_ptr<Reader> open(const Node& n) const;
+
+  // The plain file system's figures (free space, block size).
+  struct statvfs statfs() const;
 
   // The file ID a plain object gets (tests: hard links share it, a new file gets another).
   format::FileId file_id(const struct stat& st, uint64_t birth_ns) const;
