@@ -85,6 +85,11 @@ int mount_body(int argc, char** argv) {
     fsname.push_back(ch);
   }
   if (o.reverse && o.config_file.empty()) o.config_file = o.cipherdir + "/" + std::string(reverse::kReverseConfigName);
+  // Absolute too: the reverse view reads its config while serving, after the detach changed to /.
+  if (char* real = o.config_file.empty() ? nullptr : ::realpath(o.config_file.c_str(), nullptr)) {
+    o.config_file = real;
+    std::free(real);
+  }
   // Reverse: read-only at the kernel (every change is EROFS there), and the plain files' modes apply.
   std::string opts =
       "fsname=" + fsname + (o.reverse ? ",subtype=veilfs-reverse,ro,default_permissions" : ",subtype=veilfs");
@@ -114,6 +119,14 @@ int mount_body(int argc, char** argv) {
     std::fprintf(stderr, "veilfs: %s\n", why.c_str());
     return cli::kExitUsage;
   }
+  reverse::Excludes excludes;  // read now: a bad pattern or file is a usage error before the KDF
+  try {
+    for (const auto& p : o.excludes) excludes.add(p);
+    for (const auto& f : o.exclude_files) excludes.add_file(f);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "veilfs: %s\n", e.what());
+    return cli::kExitUsage;
+  }
   if (auto why = mountpoint_problem(mountpoint_arg, o.nonempty); !why.empty()) {
     std::fprintf(stderr, "veilfs: %s\n", why.c_str());
     return cli::kExitMount;
@@ -141,7 +154,7 @@ int mount_body(int argc, char** argv) {
   }
   int rc;
   if (o.reverse) {
-    reverse::ReverseView view(*vol);
+    reverse::ReverseView view(*vol, o.config_file, std::move(excludes));
     rc = run_reverse_session(view, so);
   } else {
     Fs fs(std::move(vol), {}, {.shared_storage = o.shared_storage, .badname = o.badname});

@@ -22,7 +22,11 @@ po::options_description visible_options() {
       ("ro", "mount read-only")                                  //
       ("reverse",
        "CIPHERDIR is a plain directory (veilkey init --reverse): mount its encrypted view, read-only, for "
-       "backups; a copy of the view is a veilfs volume")                   //
+       "backups; a copy of the view is a veilfs volume")  //
+      ("exclude", po::value<std::vector<std::string>>()->composing()->value_name("PATTERN"),
+       "--reverse: leave the plain paths that match this gitignore-style pattern out of the view (repeatable)")  //
+      ("exclude-from", po::value<std::vector<std::string>>()->composing()->value_name("FILE"),
+       "--reverse: the same for every line of FILE")                       //
       ("allow-other", "let other users in (implies default_permissions)")  //
       ("shared-storage",
        "the cipher dir has other writers (a second mount, sshfs, a sync client): no kernel caching beyond "
@@ -203,6 +207,8 @@ MountOptions parse_command_line(int argc, char** argv) {
   o.foreground = vm.count("foreground") > 0;
   o.read_only = vm.count("ro") > 0;
   o.reverse = vm.count("reverse") > 0;
+  if (vm.count("exclude")) o.excludes = vm["exclude"].as<std::vector<std::string>>();
+  if (vm.count("exclude-from")) o.exclude_files = vm["exclude-from"].as<std::vector<std::string>>();
   o.allow_other = vm.count("allow-other") > 0;
   o.shared_storage = vm.count("shared-storage") > 0;
   if (vm.count("badname")) o.badname = vm["badname"].as<std::vector<std::string>>();
@@ -242,6 +248,8 @@ MountOptions parse_command_line(int argc, char** argv) {
   // The recovery code may also come after the options naming it; any other secret then conflicts (above).
   if (o.recovery_code) o.secret.what = "recovery code";
   if (o.debug) o.foreground = true;
+  if (!o.reverse && (!o.excludes.empty() || !o.exclude_files.empty()))
+    throw_invalid("--exclude and --exclude-from need --reverse (they choose what the encrypted view shows)");
   if (!vm.count("cipherdir") || !vm.count("mountpoint"))
     throw Error(ErrorKind::InvalidArgument, EINVAL, "need CIPHERDIR and MOUNTPOINT (see --help)");
   o.cipherdir = vm["cipherdir"].as<std::string>();

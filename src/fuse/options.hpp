@@ -17,9 +17,11 @@ struct MountOptions {
   bool debug = false;
   bool read_only = false;
   bool allow_other = false;
-  bool shared_storage = false;       // other writers of the cipher dir (see SessionOptions::shared_storage)
-  std::vector<std::string> badname;  // globs of undecodable backing names to show (FsOptions::badname)
-  bool reverse = false;              // --reverse: CIPHERDIR is a plain dir, the mount its encrypted read-only view
+  bool shared_storage = false;        // other writers of the cipher dir (see SessionOptions::shared_storage)
+  std::vector<std::string> badname;   // globs of undecodable backing names to show (FsOptions::badname)
+  bool reverse = false;               // --reverse: CIPHERDIR is a plain dir, the mount its encrypted read-only view
+  std::vector<std::string> excludes;  // --reverse: --exclude PATTERN, in order
+  std::vector<std::string> exclude_files;  // --reverse: --exclude-from FILE
   bool remount = false;   // -o remount (mount(8) -o remount through mount.fuse3): change ro/rw of a live mount
   bool nonempty = false;  // --nonempty / -o nonempty: mount over a non-empty directory or an existing mount
   cli::SecretSource secret;

@@ -156,7 +156,14 @@ class ReverseView::FileReader : public ReverseView::Reader {
   std::array<uint8_t, format::kFileHeaderSize> header_{};
 };
 
-ReverseView::ReverseView(const Volume& vol) : vol_(vol), keys_(std::make_unique<Keys>()) {
+ReverseView::ReverseView(const Volume& vol, std::string config_file, Excludes excludes)
+    : vol_(vol), config_file_(std::move(config_file)), excludes_(std::move(excludes)), keys_(std::make_unique<Keys>()) {
+  // Shown only when it is PLAINDIR's own reverse config (the same file, not merely the same name).
+  struct stat in_plain {
+  }, given{};
+  show_config_ =
+      ::fstatat(vol.root_fd(), std::string(kReverseConfigName).c_str(), &in_plain, AT_SYMLINK_NOFOLLOW) == 0 &&
+      ::stat(config_file_.c_str(), &given) == 0 && in_plain.st_ino == given.st_ino && in_plain.st_dev == given.st_dev;
   const auto& c = vol.config();
   keys_->id = hkdf_sha256(vol.master_key().span(), c.volume_id, "veilfs v1 reverse file id", 32);
   keys_->block = hkdf_sha256(vol.master_key().span(), c.volume_id, "veilfs v1 reverse block nonce", 32);
@@ -196,7 +203,8 @@ UniqueFd ReverseView::open_plain(const std::string& rel, int flags) const {
 
 std::string ReverseView::config_bytes() const {
   // The reverse config as it is on disk: what forward mode will read as veilfs.conf.
-  auto bytes = read_small_file(vol_.root_fd(), std::string(kReverseConfigName), format::kMaxConfigSize);
+  layout::ConfigDir at = layout::open_config_dir(config_file_);
+  auto bytes = read_small_file(at.dir.get(), at.name, format::kMaxConfigSize);
   return std::string(bytes.begin(), bytes.end());
 }
 
@@ -222,7 +230,7 @@ std::optional<Node> ReverseView::lookup(const Node& dir, std::string_view name) 
       return n;
     }
     case layout::Reserved::Config:
-      if (!at_root) return std::nullopt;
+      if (!at_root || !show_config_) return std::nullopt;
       return Node{Kind::Config, "", {}, {}};
     case layout::Reserved::Params:
       if (!at_root) return std::nullopt;
@@ -236,6 +244,7 @@ std::optional<Node> ReverseView::lookup(const Node& dir, std::string_view name) 
       if (::fstatat(d.get(), plain->c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return std::nullopt;
       Node n;
       n.plain = join(dir.plain, *plain);
+      if (excludes_.excluded(n.plain, S_ISDIR(st.st_mode))) return std::nullopt;
       n.kind = S_ISDIR(st.st_mode)   ? Kind::Dir
                : S_ISREG(st.st_mode) ? Kind::File
                : S_ISLNK(st.st_mode) ? Kind::Symlink
@@ -273,7 +282,7 @@ std::vector<ReverseView::Entry> ReverseView::list(const Node& dir) const {
   std::vector<Entry> out;
   out.push_back({std::string(format::kDirIvName), Node{Kind::DirIv, dir.plain, dir.iv, {}}});
   if (dir.plain.empty()) {
-    out.push_back({std::string(format::kConfigName), Node{Kind::Config, "", {}, {}}});
+    if (show_config_) out.push_back({std::string(format::kConfigName), Node{Kind::Config, "", {}, {}}});
     out.push_back({std::string(format::kParamsName), Node{Kind::Params, "", {}, {}}});
   }
   for (auto& [name, type] : plain) {
@@ -283,6 +292,7 @@ std::vector<ReverseView::Entry> ReverseView::list(const Node& dir) const {
       if (::fstatat(d.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
       t = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG : S_ISLNK(st.st_mode) ? DT_LNK : DT_FIFO;
     }
+    if (excludes_.excluded(join(dir.plain, name), t == DT_DIR)) continue;
     const std::string encoded = vol_.names().encrypt(dir.iv, name);
     const std::string backing = layout::backing_name(encoded);
     Node n;
@@ -302,8 +312,7 @@ struct stat ReverseView::own_file_attributes(const Node& n, size_t size, mode_t 
   // veilfs's own files take the root's owner and the reverse config's times: stable across mounts, so that
   // a backup tool's size-and-time check skips them.
   struct stat st;
-  if (::fstatat(vol_.root_fd(), std::string(kReverseConfigName).c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-    throw_errno("stat reverse config");
+  if (::stat(config_file_.c_str(), &st) != 0) throw_errno("stat reverse config");
   struct stat root;
   if (::fstat(vol_.root_fd(), &root) != 0) throw_errno("stat plain root");
   st.st_uid = root.st_uid;

@@ -232,5 +232,39 @@ TEST_F(Reverse, TamperingWithTheCopyIsCaughtAndAFileChangingUnderAReaderFailsThe
   EXPECT_EQ(errno, ESTALE);
 }
 
+TEST_F(Reverse, ExcludedPathsAreNotInTheViewNorInItsCopy) {
+  fs::create_directories(plain + "/web/node_modules/lib");
+  fs::create_directories(plain + "/build");
+  fs::create_directories(plain + "/src/build");
+  write_file(plain + "/web/node_modules/lib/index.js", "module\n");
+  write_file(plain + "/web/app.js", "app\n");
+  write_file(plain + "/build/out.o", "object\n");
+  write_file(plain + "/src/build/keep.c", "kept: only /build is anchored\n");
+  write_file(plain + "/scratch.tmp", "tmp\n");
+  write_file(plain + "/keep.tmp", "kept by a negation\n");
+  const std::string list = root_->path() + "/excludes";
+  write_file(list, "# caches\n*.tmp\n!keep.tmp\n");
+  make_volume();
+  auto r = veilfs({"--reverse", "--exclude", "node_modules", "--exclude", "/build/", "--exclude-from", list,
+                   "--passfile", passfile, plain, view});
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = sh("rsync -a '" + view + "/' '" + copy + "/'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = veilfs({"--passfile", passfile, copy, fwd});
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = sh("cd '" + fwd + "' && find . | sort");
+  EXPECT_EQ(r.output, ".\n./keep.tmp\n./src\n./src/build\n./src/build/keep.c\n./web\n./web/app.js\n");
+  unmount(fwd);
+  unmount(view);
+  // Without --reverse, or with a pattern that cannot be read: a usage error, nothing mounted.
+  r = veilfs({"--exclude", "x", "--passfile", passfile, plain, view});
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = veilfs({"--reverse", "--exclude", "[oops", "--passfile", passfile, plain, view});
+  EXPECT_EQ(r.status, 2) << r.output;
+  r = veilfs({"--reverse", "--exclude-from", root_->path() + "/none", "--passfile", passfile, plain, view});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_FALSE(is_mountpoint(view));
+}
+
 }  // namespace
 }  // namespace veiltest

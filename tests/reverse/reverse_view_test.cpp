@@ -164,12 +164,13 @@ class ReverseViewTest : public ::testing::Test {
     o.config_file = plain_ + "/" + std::string(reverse::kReverseConfigName);
     Volume::create(plain_, bytes_of("pw"), o);
   }
+  std::string conf() const { return plain_ + "/" + std::string(reverse::kReverseConfigName); }
   std::unique_ptr<Volume> open() const {
     return Volume::open(plain_, bytes_of("pw"), plain_ + "/" + std::string(reverse::kReverseConfigName));
   }
   std::string copy(const std::string& name) const {
     auto vol = open();
-    ReverseView v(*vol);
+    ReverseView v(*vol, conf());
     const std::string to = dir_.file(name);
     materialize(v, v.root(), to);
     return to;
@@ -236,7 +237,7 @@ TEST_F(ReverseViewTest, TheSameTreeGivesTheSameBytesAcrossViewsAndAChangedBlockC
 
 TEST_F(ReverseViewTest, HardLinksShareAFileIdAndANewFileGetsAnother) {
   auto vol = open();
-  ReverseView v(*vol);
+  ReverseView v(*vol, conf());
   struct stat a, b, c;
   ASSERT_EQ(::stat((plain_ + "/one").c_str(), &a), 0);
   ASSERT_EQ(::stat((plain_ + "/sub/hard").c_str(), &b), 0);
@@ -248,7 +249,7 @@ TEST_F(ReverseViewTest, HardLinksShareAFileIdAndANewFileGetsAnother) {
 
 TEST_F(ReverseViewTest, AFileThatChangesWhileReadFailsTheReadInsteadOfMixingVersions) {
   auto vol = open();
-  ReverseView v(*vol);
+  ReverseView v(*vol, conf());
   auto node = v.lookup(v.root(), [&] {
     for (const auto& e : v.list(v.root()))
       if (e.node.plain == "big") return e.name;
@@ -273,7 +274,7 @@ TEST_F(ReverseViewTest, AFileThatChangesWhileReadFailsTheReadInsteadOfMixingVers
 
 TEST_F(ReverseViewTest, NamesThatAreNotEncryptionsAndTheReverseConfigAreNotInTheView) {
   auto vol = open();
-  ReverseView v(*vol);
+  ReverseView v(*vol, conf());
   EXPECT_FALSE(v.lookup(v.root(), "notanencryptedname"));
   EXPECT_FALSE(v.lookup(v.root(), std::string(reverse::kReverseConfigName)));
   EXPECT_FALSE(v.lookup(v.root(), "veilfs.conf.tmp.0123456789abcdef"));

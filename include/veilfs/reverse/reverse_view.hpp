@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "veilfs/reverse/excludes.hpp"
 #include "veilfs/volume.hpp"
 
 namespace veil::reverse {
@@ -45,8 +46,11 @@ struct Node {
 
 class ReverseView {
  public:
-  // vol's root descriptor is PLAINDIR.
-  explicit ReverseView(const Volume& vol);
+  // vol's root descriptor is PLAINDIR. config_file: where vol's config is; it is shown as veilfs.conf when it is
+  // PLAINDIR's reverse config, and left out of the view when it is kept elsewhere (--config FILE: a copy of the view
+  // then needs that file too, as a forward volume with its config kept elsewhere does; veilfs.params is there).
+  // excludes: plain paths left out of the view (with all they hold).
+  ReverseView(const Volume& vol, std::string config_file, Excludes excludes = {});
   ~ReverseView();
   ReverseView(const ReverseView&) = delete;
   ReverseView& operator=(const ReverseView&) = delete;
@@ -89,6 +93,9 @@ class ReverseView {
   struct stat own_file_attributes(const Node& n, size_t size, mode_t mode) const;
 
   const Volume& vol_;
+  std::string config_file_;
+  Excludes excludes_;
+  bool show_config_;
   std::unique_ptr<Keys> keys_;
   std::string params_;
 };
