@@ -59,11 +59,11 @@ _veilfs() {
     opt=$prev
   fi
   case $opt in
-    --passfile | --keyfile | --recovery-code-file | --config | --logfile)
+    --passfile | --keyfile | --recovery-code-file | --config | --logfile | --exclude-from)
       _veilfs_paths -f "$cur"
       return
       ;;
-    --idle | --badname) return ;;
+    --idle | --badname | --exclude) return ;;
     --extpass)
       mapfile -t COMPREPLY < <(compgen -c -- "$cur")
       return
@@ -99,7 +99,7 @@ _veilfs() {
     else
       mapfile -t COMPREPLY < <(compgen -W '-f --foreground -d --debug --ro --allow-other --shared-storage --badname
         --nonempty --passfile --extpass --keyfile --recovery-code --recovery-code-file --config --idle --logfile
-        --syslog --no-syslog -o --options -h --help -V --version' -- "$cur")
+        --syslog --no-syslog --reverse --exclude --exclude-from -o --options -h --help -V --version' -- "$cur")
     fi
     return
   fi
@@ -109,8 +109,8 @@ _veilfs() {
   local npos=0
   for ((i = 1; i < _vc; i++)); do
     case ${_vw[i]} in
-      --passfile | --keyfile | --extpass | --recovery-code-file | --config | --idle | --logfile | --badname | -o | \
-        --options) ((i++)) ;;
+      --passfile | --keyfile | --extpass | --recovery-code-file | --config | --idle | --logfile | --badname | \
+        --exclude | --exclude-from | -o | --options) ((i++)) ;;
       -*) ;;
       *) ((npos++)) ;;
     esac

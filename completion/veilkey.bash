@@ -112,7 +112,7 @@ _veilkey() {
     local secret='--passfile --extpass --keyfile' new='--new-passfile --new-extpass --new-keyfile --new-random-keyfile'
     local kdf='--kdf-memory --kdf-ops' opts=''
     case $cmd${sub:+ $sub} in
-      init) opts="$secret --random-keyfile --cipher --block-size --no-recovery-code $kdf" ;;
+      init) opts="$secret --random-keyfile --cipher --block-size --no-recovery-code --reverse $kdf" ;;
       passwd | 'slot add') opts="$secret $new $kdf" ;;
       'slot remove') opts="--slot $secret" ;;
       info) opts='--json' ;;

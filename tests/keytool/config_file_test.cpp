@@ -162,3 +162,38 @@ TEST_F(ConfigFileTest, AVolumeWithoutParamsGetsThemFromTheNextSavedConfig) {
 
 }  // namespace
 }  // namespace veil::test
+
+namespace veil::test {
+namespace {
+
+// veilkey init --reverse: a plain directory becomes a reverse volume; only its config is written.
+class ReverseInitTest : public KeytoolTest {};
+
+TEST_F(ReverseInitTest, WritesOnlyTheReverseConfigAndNeverOverAnother) {
+  std::filesystem::create_directories(vol_ + "/docs");
+  write_file("vol/docs/a.txt", "plain\n");
+  const auto before = cipher_dir_names();
+  const std::string code = init_volume("pw", {"--reverse"});
+  EXPECT_FALSE(code.empty()) << "a recovery code, as for any volume";
+  auto after = cipher_dir_names();
+  after.erase(std::remove(after.begin(), after.end(), ".veilfs.reverse.conf"), after.end());
+  EXPECT_EQ(after, before) << "nothing else in the plain directory changes";
+  const std::string conf = vol_ + "/.veilfs.reverse.conf";
+  ASSERT_TRUE(std::filesystem::exists(conf));
+  auto r = run_veilkey({"info", vol_, "--config", conf});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // A second init: refused, the config untouched.
+  std::ifstream in(conf);
+  const std::string text(std::istreambuf_iterator<char>(in), {});
+  r = run_veilkey(cat({"init", vol_, "--reverse", "--passfile", passfile("other")}, kFastKdf));
+  EXPECT_EQ(r.code, cli::kExitRefused) << r.err;
+  std::ifstream again(conf);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(again), {}), text);
+  // A plain directory that does not exist: refused, nothing created.
+  r = run_veilkey(cat({"init", root_ + "/missing", "--reverse", "--passfile", passfile("pw")}, kFastKdf));
+  EXPECT_EQ(r.code, cli::kExitRefused) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/missing"));
+}
+
+}  // namespace
+}  // namespace veil::test

@@ -66,6 +66,9 @@ complete_line 'veilfs --config pass' passfile
 complete_line 'veilfs -o idle=1m,con' 1m,config=
 complete_line 'veilfs xray --' --to-cipher --config --passfile
 complete_line 'veilfs xray cipherdir pass' passfile
+complete_line 'veilfs --rev' --reverse
+complete_line 'veilfs --reverse --exclude-from pass' passfile
+complete_line 'veilfs --reverse --excl' --exclude --exclude-from
 complete_line 'veilfs --' --foreground --debug --ro --allow-other --nonempty --passfile --extpass --keyfile --options --help --version
 complete_line 'veilfs -o ro,non' ro,nonempty
 complete_line 'veilfs --passfile pass' passfile
@@ -90,4 +93,5 @@ complete_line 'veilkey info ' cipherdir
 complete_line 'veilkey info cipherdir --' --json
 complete_line 'veilkey passwd cipherdir --co' --config
 complete_line 'veilkey init cipherdir --config pass' passfile
+complete_line 'veilkey init cipherdir --rev' --reverse
 ((failures == 0)) || { echo "!!! $failures bash completion case(s) failed" >&2; exit 1; }

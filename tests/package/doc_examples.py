@@ -125,6 +125,14 @@ EXAMPLES = {
         stdin="!cat ~/vault.enc.code ~/vault.enc.code; echo '" + PASS + "'",
         check="mountpoint -q ~/vault && fusermount3 -u ~/vault && veilfs fsck --passfile ~/.pass ~/vault.enc",
     ),
+    "veilkey init --reverse ~/Documents\nmkdir -p ~/view": dict(
+        setup="fresh; mkdir -p ~/Documents/node_modules /media/usb; echo notes > ~/Documents/notes.txt; "
+        "echo dep > ~/Documents/node_modules/dep.js; echo x > ~/Documents/scratch.tmp; rm -rf /media/usb/*",
+        stdin=pw_lines(),
+        check="test \"$(cat ~/restore/notes.txt)\" = notes && ! test -e ~/restore/node_modules && "
+        "! test -e ~/restore/scratch.tmp && fusermount3 -u ~/restore && veilfs fsck --passfile <(echo '" + PASS +
+        "') /media/usb/documents.veilfs",
+    ),
     # ---- veilkey(1) ----
     "veilkey init ~/vault.enc": dict(setup="fresh", stdin=pw_lines(), check="test -f ~/vault.enc/veilfs.conf"),
     "veilkey init ~/vault.enc --cipher xchacha20poly1305 \\": dict(

@@ -50,4 +50,6 @@ expect 'veilfs ' 'translate backing paths'
 expect 'veilfs --recovery-code-f' recovery-code-file=
 expect 'veilfs xray --to' to-cipher
 expect 'veilkey passwd cipherdir --con' config=
+expect 'veilfs --rev' reverse
+expect 'veilkey init cipherdir --rev' reverse
 print "   zsh completion: $n cases"
