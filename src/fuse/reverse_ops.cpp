@@ -19,9 +19,10 @@
 namespace veil::fuse {
 namespace {
 
-// No attribute or entry caching in the kernel: a backup tool that runs right after a change must see the new
-// size and time (its quick check skips a file whose stat looks unchanged), and each stat is one request anyway.
-constexpr double kTimeout = 0.0;
+// Entries and attributes are cached for a second, as by forward mode: a backup tool's quick check compares
+// whole seconds anyway. What could go stale matters only for reading a file, and view files are read with
+// direct I/O (see op_open), so a size the kernel still has from before never cuts a read short.
+constexpr double kTimeout = 1.0;
 
 // Node id -> view node. One id per view path (its parent's id and name), so a second lookup finds the first.
 class Nodes {
@@ -106,7 +107,9 @@ void op_init(void*, fuse_conn_info* conn) {
   conn->max_readahead = 1u << 20;
   // Read-only and nothing cached across opens (the plain tree changes under us): no writeback cache, no locks.
   conn->want &= ~(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_POSIX_LOCKS | FUSE_CAP_FLOCK_LOCKS | FUSE_CAP_ASYNC_DIO);
-  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  for (unsigned cap : {FUSE_CAP_ASYNC_READ, FUSE_CAP_READDIRPLUS, FUSE_CAP_PARALLEL_DIROPS})
+    if (conn->capable & cap) conn->want |= cap;
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always plus: every listing of a backup is followed by stats
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -156,6 +159,9 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     auto reader = s.view->open(s.nodes.get(ino));
     fi->fh = reinterpret_cast<uint64_t>(reader.get());
     fi->keep_cache = 0;  // each open reads the plain file as it is now
+    // Direct I/O: no page cache, and reads not limited by a size the kernel cached before the file changed
+    // (the reader itself fails a read once the plain file differs from what it opened: ESTALE).
+    fi->direct_io = 1;
     if (fuse_reply_open(req, fi) == 0) reader.release();
   });
 }
@@ -214,6 +220,32 @@ void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_in
   });
 }
 
+// The listing with each entry's attributes: a backup tool's lstat of every entry then needs no request.
+void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  with_errno(req, [&] {
+    auto& s = session_of(req);
+    auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+    std::string buf(size, '\0');
+    size_t used = 0;
+    for (size_t i = static_cast<size_t>(off); i < h->entries.size(); ++i) {
+      const auto& e = h->entries[i];
+      fuse_entry_param p{};
+      try {
+        p.attr = s.view->attributes(e.node);
+      } catch (const Error&) {
+        continue;  // gone since the listing: left out, as a later lookup would not find it either
+      }
+      p.attr_timeout = p.entry_timeout = kTimeout;
+      const size_t need = fuse_add_direntry_plus(req, nullptr, 0, e.name.c_str(), &p, static_cast<off_t>(i + 1));
+      if (need > size - used) break;
+      p.ino = s.nodes.intern(ino, e.name, e.node);
+      used +=
+          fuse_add_direntry_plus(req, buf.data() + used, size - used, e.name.c_str(), &p, static_cast<off_t>(i + 1));
+    }
+    fuse_reply_buf(req, buf.data(), used);
+  });
+}
+
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   delete reinterpret_cast<DirHandle*>(fi->fh);
   fuse_reply_err(req, 0);
@@ -242,6 +274,7 @@ const fuse_lowlevel_ops& ops() {
     t.release = op_release;
     t.opendir = op_opendir;
     t.readdir = op_readdir;
+    t.readdirplus = op_readdirplus;
     t.releasedir = op_releasedir;
     t.statfs = op_statfs;
     return t;
