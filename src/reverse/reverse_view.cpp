@@ -83,6 +83,7 @@ class ReverseView::FileReader : public ReverseView::Reader {
     format::FileHeader h;
     h.id = id_;
     header_ = h.serialize();
+    find_data(static_cast<uint64_t>(st.st_size));
   }
 
   size_t read(uint64_t off, std::span<uint8_t> out) const override {
@@ -106,7 +107,15 @@ class ReverseView::FileReader : public ReverseView::Reader {
       const uint64_t pos = off + done;
       const uint64_t index = (pos - format::kFileHeaderSize) / layout_.slot_size();
       const uint64_t in_slot = (pos - format::kFileHeaderSize) % layout_.slot_size();
-      const size_t len = encrypt_block(index, index + 1 == blocks, plain_size, plain, slot);
+      const bool last = index + 1 == blocks;
+      size_t len;
+      if (!last && is_hole(index, plain_size)) {
+        // A hole of the plain file stays a hole: an all-zero slot, which the next data block's claim covers.
+        len = layout_.slot_size();
+        std::fill(slot.begin(), slot.end(), 0);
+      } else {
+        len = encrypt_block(index, last, hole_before(index, plain_size), plain_size, plain, slot);
+      }
       const size_t n = std::min<size_t>(want - done, len - in_slot);
       std::memcpy(out.data() + done, slot.data() + in_slot, n);
       done += n;
@@ -116,8 +125,42 @@ class ReverseView::FileReader : public ReverseView::Reader {
 
  private:
   // Slot `index` into slot; returns its length (short for a short last block).
-  size_t encrypt_block(uint64_t index, bool final, uint64_t plain_size, std::vector<uint8_t>& plain,
-                       std::vector<uint8_t>& slot) const {
+  // The plain file's data extents (SEEK_DATA / SEEK_HOLE), once at open: everything else reads as zeros.
+  void find_data(uint64_t size) {
+    off_t pos = 0;
+    while (static_cast<uint64_t>(pos) < size && data_.size() < kMaxExtents) {
+      const off_t d = ::lseek(fd_.get(), pos, SEEK_DATA);
+      if (d < 0) break;  // ENXIO: only a hole is left (or the file system cannot tell: then all is data)
+      const off_t h = ::lseek(fd_.get(), d, SEEK_HOLE);
+      if (h < 0) {
+        data_.push_back({static_cast<uint64_t>(d), size});
+        return;
+      }
+      data_.push_back({static_cast<uint64_t>(d), static_cast<uint64_t>(h)});
+      pos = h;
+    }
+    if (data_.size() >= kMaxExtents) data_ = {{0, size}};  // too fragmented to be worth it: every block stored
+    if (::lseek(fd_.get(), 0, SEEK_DATA) < 0 && errno == EINVAL) data_ = {{0, size}};  // no SEEK_DATA here
+  }
+  // Whether no data extent overlaps block index.
+  bool is_hole(uint64_t index, uint64_t plain_size) const {
+    const uint64_t lo = index * layout_.block_size(), hi = std::min<uint64_t>(lo + layout_.block_size(), plain_size);
+    auto it = std::upper_bound(data_.begin(), data_.end(), lo, [](uint64_t v, const auto& e) { return v < e.second; });
+    return it == data_.end() || it->first >= hi;  // the first extent ending after lo starts at or after hi
+  }
+  // How many hole blocks lie immediately before block index.
+  uint64_t hole_before(uint64_t index, uint64_t plain_size) const {
+    const uint64_t lo = index * layout_.block_size();
+    // The last extent that starts before lo: its last byte is in the nearest data block before this one.
+    auto it = std::lower_bound(data_.begin(), data_.end(), lo, [](const auto& e, uint64_t v) { return e.first < v; });
+    if (it == data_.begin()) return index;
+    const uint64_t last_byte = std::min<uint64_t>(std::prev(it)->second, plain_size) - 1;
+    const uint64_t prev = last_byte / layout_.block_size();
+    return prev >= index ? 0 : index - prev - 1;
+  }
+
+  size_t encrypt_block(uint64_t index, bool final, uint64_t hole_before, uint64_t plain_size,
+                       std::vector<uint8_t>& plain, std::vector<uint8_t>& slot) const {
     const uint64_t start = index * layout_.block_size();
     const size_t len = static_cast<size_t>(std::min<uint64_t>(layout_.block_size(), plain_size - start));
     size_t got = 0;
@@ -133,15 +176,17 @@ class ReverseView::FileReader : public ReverseView::Reader {
     const std::span<const uint8_t> p(plain.data(), len);
     const size_t ns = layout_.nonce_size();
     // Deterministic nonce: a keyed hash of everything the block's ciphertext depends on.
-    uint8_t head[format::kFileIdSize + 9];
+    // Everything the slot's AAD holds is in the nonce too: one nonce never serves two AADs.
+    uint8_t head[format::kFileIdSize + 17];
     std::copy(id_.begin(), id_.end(), head);
     put_u64(head + format::kFileIdSize, index);
-    head[format::kFileIdSize + 8] = final ? 1 : 0;
+    put_u64(head + format::kFileIdSize + 8, hole_before);
+    head[format::kFileIdSize + 16] = final ? 1 : 0;
     uint8_t nonce[32];
     blake2b_keyed(std::span(nonce, 32), view_.keys_->block.span(), {bytes_of(kBlockLabel), {head, sizeof head}, p});
     std::memcpy(slot.data(), nonce, ns);
-    put_u64(slot.data() + ns, 0);  // hole_before: the view stores every block
-    const auto aad = format::BlockLayout::aad(id_, index, 0, final);
+    put_u64(slot.data() + ns, hole_before);
+    const auto aad = format::BlockLayout::aad(id_, index, hole_before, final);
     aead_.encrypt(std::span(slot).subspan(ns + format::kHoleFieldSize, len + kAeadTagSize), p,
                   std::span<const uint8_t>(slot.data(), ns), aad);
     return ns + format::kHoleFieldSize + len + kAeadTagSize;
@@ -154,6 +199,8 @@ class ReverseView::FileReader : public ReverseView::Reader {
   Aead aead_;
   const format::BlockLayout& layout_;
   std::array<uint8_t, format::kFileHeaderSize> header_{};
+  static constexpr size_t kMaxExtents = 1 << 16;
+  std::vector<std::pair<uint64_t, uint64_t>> data_;  // [start, end) of each data extent, ascending
 };
 
 ReverseView::ReverseView(const Volume& vol, std::string config_file, Excludes excludes)

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "harness.hpp"
@@ -153,6 +154,35 @@ TEST_F(Reverse, ACopyOfTheViewMountsAsThePlainTreeAndIncrementalCopiesSendOnlyCh
   r = veilfs({"--passfile", passfile, copy, fwd});
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(sh("cmp '" + plain + "/big' '" + fwd + "/big'").status, 0);
+  unmount(fwd);
+}
+
+// A file of several GiB, mostly holes: its holes stay holes in the view, so reading the view costs what its data
+// does, and a sparse copy (rsync -S) stays small; forward mode reads it back whole.
+TEST_F(Reverse, ASparseFileOfSeveralGibStaysSparseThroughTheViewAndTheCopy) {
+  constexpr off_t kSize = off_t{5} << 30;
+  {
+    UniqueFd f(::open((plain + "/veilmark_disk.img").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+    ASSERT_EQ(::ftruncate(f.get(), kSize), 0);
+    for (off_t at : {off_t{0}, off_t{1} << 30, off_t{3} << 30, kSize - 100})
+      ASSERT_EQ(::pwrite(f.get(), kContentMarker, std::strlen(kContentMarker), at),
+                static_cast<ssize_t>(std::strlen(kContentMarker)));
+  }
+  make_volume();
+  mount_view();
+  auto r = sh("rsync -aS '" + view + "/' '" + copy + "/'");
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string backing;
+  for (const auto& n : list_dir(copy))
+    if (n.rfind("veilfs.", 0) != 0) backing = copy + "/" + n;
+  struct stat st {};
+  ASSERT_EQ(::stat(backing.c_str(), &st), 0);
+  EXPECT_GT(st.st_size, kSize) << "the cipher file is the full length";
+  EXPECT_LT(st.st_blocks * 512, 64 << 20) << "but its holes are holes";
+  r = veilfs({"--passfile", passfile, copy, fwd});
+  ASSERT_EQ(r.status, 0) << r.output;
+  r = sh("cmp '" + plain + "/veilmark_disk.img' '" + fwd + "/veilmark_disk.img'");
+  EXPECT_EQ(r.status, 0) << r.output;
   unmount(fwd);
 }
 

@@ -158,6 +158,12 @@ class ReverseViewTest : public ::testing::Test {
     fs::create_symlink("one", plain_ + "/link");
     fs::create_symlink(std::string(3000, 't') + "/x", plain_ + "/sub/long-target");
     ASSERT_EQ(::link((plain_ + "/one").c_str(), (plain_ + "/sub/hard").c_str()), 0);
+    {
+      // Sparse: data in block 7 and at the very end (block 20) only.
+      UniqueFd f(::open((plain_ + "/sparse").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644));
+      ASSERT_EQ(::pwrite(f.get(), "seven", 5, 7 * 4096 + 100), 5);
+      ASSERT_EQ(::pwrite(f.get(), "end", 3, 20 * 4096 + 10), 3);
+    }
     CreateOptions o;
     o.kdf = kArgonTesting;
     o.reverse = true;
@@ -233,6 +239,33 @@ TEST_F(ReverseViewTest, TheSameTreeGivesTheSameBytesAcrossViewsAndAChangedBlockC
       if (slots.empty() || slots.back() != slot) slots.push_back(slot);
     }
   EXPECT_EQ(slots, (std::vector<uint64_t>{3})) << "the header and every other slot stay the same";
+}
+
+TEST_F(ReverseViewTest, HolesOfAPlainFileStayHolesInTheView) {
+  auto vol = open();
+  ReverseView v(*vol, conf());
+  std::optional<reverse::Node> node;
+  for (const auto& e : v.list(v.root()))
+    if (e.node.plain == "sparse") node = e.node;
+  ASSERT_TRUE(node);
+  const auto& layout = vol->content()->layout();
+  std::vector<uint8_t> all(static_cast<size_t>(v.attributes(*node).st_size));
+  ASSERT_EQ(v.open(*node)->read(0, all), all.size());
+  ASSERT_EQ(layout.block_count(all.size()), 21u);
+  for (uint64_t i = 0; i < 21; ++i) {
+    const auto* slot = all.data() + layout.slot_offset(i);
+    const size_t len = i == 20 ? all.size() - layout.slot_offset(i) : layout.slot_size();
+    const bool zero = std::all_of(slot, slot + len, [](uint8_t b) { return b == 0; });
+    EXPECT_EQ(zero, i != 7 && i != 20) << "slot " << i;
+  }
+  // Block 7 claims the 7 holes before it, block 20 the 12 after block 7 (the round-trip test reads them back).
+  auto hole_before = [&](uint64_t i) {
+    uint64_t v = 0;
+    for (int k = 0; k < 8; ++k) v |= uint64_t{all[layout.slot_offset(i) + layout.nonce_size() + k]} << (8 * k);
+    return v;
+  };
+  EXPECT_EQ(hole_before(7), 7u);
+  EXPECT_EQ(hole_before(20), 12u);
 }
 
 TEST_F(ReverseViewTest, HardLinksShareAFileIdAndANewFileGetsAnother) {

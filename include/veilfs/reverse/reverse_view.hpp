@@ -6,10 +6,10 @@
 // IVs); what forward mode takes at random is derived here from keys of reverse mode's own (never forward
 // mode's) and from what is encrypted:
 //   file ID       = BLAKE2b-128(id key, "veilfs reverse file id v1" | inode number | birth time)
-//   block nonce   = BLAKE2b(nonce key, "veilfs reverse block v1" | file ID | block index | final | plaintext)
+//   block nonce   = BLAKE2b(nonce key, "veilfs reverse block v1" | file ID | index | hole_before | final | plaintext)
 //   symlink nonce = BLAKE2b-192(link key, "veilfs reverse symlink v1" | target)
-// so a block's bytes change exactly when its plaintext (or its being the last block) does. Every block is
-// stored (no holes), with hole_before 0.
+// so a block's bytes change exactly when its plaintext (or its hole claim, or its being the last block) does.
+// Holes of the plain file stay holes (zero slots claimed by the next data block).
 //
 // Consistency while the plain tree changes: every block is encrypted from one read of it, and an open file whose
 // size, modification or change time differs from what it had when it was opened fails the read (ESTALE), so
