@@ -302,13 +302,51 @@ std::optional<Node> ReverseView::lookup(const Node& dir, std::string_view name) 
     case layout::Reserved::LongName:
     case layout::Reserved::NameSidecar:
     case layout::Reserved::LinkSidecar:
-      // Hashes and sidecar names cannot be inverted: find the entry among the directory's.
-      for (auto& e : list(dir))
-        if (e.name == name) return std::move(e.node);
-      return std::nullopt;
+      return lookup_hashed(dir, name);
     default:
       return std::nullopt;
   }
+}
+
+std::optional<Node> ReverseView::lookup_hashed(const Node& dir, std::string_view name) const {
+  // Hashes and sidecar names cannot be inverted: the entry is found among the directory's. The listing is kept
+  // while the directory is unchanged (same mtime and ctime), so that a directory of many long names is listed
+  // once, not once per lookup.
+  UniqueFd d = open_plain(dir.plain, O_PATH | O_DIRECTORY);
+  struct stat st;
+  if (::fstat(d.get(), &st) != 0) throw_errno("stat plain directory");
+  const std::string version = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+                              std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ctim.tv_sec) + "." +
+                              std::to_string(st.st_ctim.tv_nsec);
+  {
+    // A kept entry is trusted only while its plain object exists (its name is a function of the plain name, so
+    // that suffices), and a name not kept is looked for in a new listing: timestamps are too coarse to be the
+    // only guard.
+    std::optional<Node> kept;
+    {
+      std::lock_guard lk(hashed_mu_);
+      auto it = hashed_.find(dir.plain);
+      if (it != hashed_.end() && it->second.version == version) {
+        auto e = it->second.entries.find(std::string(name));
+        if (e != it->second.entries.end()) kept = e->second;
+      }
+    }
+    if (kept) {
+      const std::string base =
+          kept->plain.substr(kept->plain.rfind('/') == std::string::npos ? 0 : kept->plain.rfind('/') + 1);
+      struct stat est;
+      if (::fstatat(d.get(), base.c_str(), &est, AT_SYMLINK_NOFOLLOW) == 0) return kept;
+    }
+  }
+  HashedListing listing{version, {}};
+  for (auto& e : list(dir))
+    if (layout::is_reserved(e.name)) listing.entries.emplace(std::move(e.name), std::move(e.node));
+  std::optional<Node> found;
+  if (auto e = listing.entries.find(std::string(name)); e != listing.entries.end()) found = e->second;
+  std::lock_guard lk(hashed_mu_);
+  if (hashed_.size() >= kHashedDirs) hashed_.clear();  // a bound, not a policy: directories are listed again
+  hashed_[dir.plain] = std::move(listing);
+  return found;
 }
 
 std::vector<ReverseView::Entry> ReverseView::list(const Node& dir) const {

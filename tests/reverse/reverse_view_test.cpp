@@ -268,6 +268,33 @@ TEST_F(ReverseViewTest, HolesOfAPlainFileStayHolesInTheView) {
   EXPECT_EQ(hole_before(20), 12u);
 }
 
+TEST_F(ReverseViewTest, LongNamesAreFoundAgainAfterTheDirectoryChanges) {
+  auto vol = open();
+  ReverseView v(*vol, conf());
+  auto sub = v.lookup(v.root(), [&] {
+    for (const auto& e : v.list(v.root()))
+      if (e.node.plain == "sub") return e.name;
+    return std::string();
+  }());
+  ASSERT_TRUE(sub);
+  auto long_entry = [&](const std::string& plain) {
+    for (const auto& e : v.list(*sub))
+      if (e.node.plain == plain && e.node.kind == Kind::File) return e.name;
+    return std::string();
+  };
+  const std::string before = long_entry("sub/" + std::string(200, 'L'));
+  ASSERT_EQ(before.rfind("veilfs.longname.", 0), 0u) << before;
+  ASSERT_TRUE(v.lookup(*sub, before));
+  ASSERT_TRUE(v.lookup(*sub, before + ".name")) << "its sidecar";
+  fs::rename(plain_ + "/sub/" + std::string(200, 'L'), plain_ + "/sub/" + std::string(201, 'M'));
+  EXPECT_FALSE(v.lookup(*sub, before)) << "a listing kept from before the rename must not answer";
+  const std::string after = long_entry("sub/" + std::string(201, 'M'));
+  ASSERT_FALSE(after.empty());
+  auto n = v.lookup(*sub, after);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(n->plain, "sub/" + std::string(201, 'M'));
+}
+
 TEST_F(ReverseViewTest, HardLinksShareAFileIdAndANewFileGetsAnother) {
   auto vol = open();
   ReverseView v(*vol, conf());

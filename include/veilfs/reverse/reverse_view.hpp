@@ -19,7 +19,9 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -91,6 +93,17 @@ class ReverseView {
   std::string stored_target(const Node& link) const;  // encrypted, deterministic
   std::string config_bytes() const;
   struct stat own_file_attributes(const Node& n, size_t size, mode_t mode) const;
+
+  std::optional<Node> lookup_hashed(const Node& dir, std::string_view name) const;
+
+  // Long names and sidecars of recently looked-up directories (reserved names only), by plain path.
+  struct HashedListing {
+    std::string version;  // the directory's inode, mtime and ctime when listed
+    std::map<std::string, Node> entries;
+  };
+  static constexpr size_t kHashedDirs = 64;
+  mutable std::mutex hashed_mu_;
+  mutable std::map<std::string, HashedListing> hashed_;
 
   const Volume& vol_;
   std::string config_file_;
