@@ -77,7 +77,8 @@ TEST_F(ErrorsTest, WriteFailureExits14AndKeepsTheOldConfig) {
   auto r = run_veilkey({"passwd", vol_}, opt);
   EXPECT_EQ(r.code, cli::kExitIo) << r.err;
   EXPECT_EQ(config_text(), before);
-  EXPECT_EQ(cipher_dir_names(), (std::vector<std::string>{"veilfs.conf", "veilfs.diriv", "veilfs.params"}));  // no temp left
+  EXPECT_EQ(cipher_dir_names(),
+            (std::vector<std::string>{"veilfs.conf", "veilfs.diriv", "veilfs.params"}));  // no temp left
   EXPECT_TRUE(opens("pw"));
   EXPECT_FALSE(opens("new"));
 }
