@@ -22,8 +22,10 @@ pkgs=g++,cmake,ninja-build,pkg-config,libfuse3-dev,fuse3,libsodium-dev,libboost-
 pkgs+=,googletest,nlohmann-json3-dev,rsync,sqlite3,git,tar,attr,python3,e2fsprogs,ca-certificates,procps,util-linux
 if [ ! -s "$tarball" ] || [ -n "$(find "$tarball" -mtime +7)" ]; then
   echo "== making a Debian $suite environment (mmdebstrap)"
-  mmdebstrap --variant=apt --include="$pkgs" "$suite" "$tarball.tmp" http://deb.debian.org/debian
-  mv "$tarball.tmp" "$tarball"
+  # The output's name must end in .tar: mmdebstrap picks the format from it.
+  rm -rf "$cache/$suite.tmp.tar" "$tarball"
+  mmdebstrap --variant=apt --include="$pkgs" "$suite" "$cache/$suite.tmp.tar" http://deb.debian.org/debian
+  mv "$cache/$suite.tmp.tar" "$tarball"
 fi
 
 root=$(mktemp -d /var/tmp/veilfs-chroot-"$suite".XXXXXX)

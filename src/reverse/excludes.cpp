@@ -10,61 +10,68 @@ namespace veil::reverse {
 
 namespace {
 
-// The pattern (without its "!" and trailing "/") as a regular expression over a whole relative path.
-std::string to_regex(std::string_view p, const std::string& original) {
-  std::string re;
-  const bool anchored = p.find('/') != std::string_view::npos;
-  if (!p.empty() && p.front() == '/') p.remove_prefix(1);
-  if (!anchored) re += "(?:.*/)?";  // a bare name: at any depth
-  for (size_t i = 0; i < p.size(); ++i) {
-    const char c = p[i];
-    if (c == '*' && i + 1 < p.size() && p[i + 1] == '*') {
-      const bool at_start = i == 0, slash_after = i + 2 < p.size() && p[i + 2] == '/';
-      const bool at_end = i + 2 == p.size();
-      if (at_start && slash_after) {  // "**/x": x at any depth
-        re += "(?:.*/)?";
-        i += 2;
-      } else if (at_end) {  // "x/**": everything inside x
-        re += ".*";
-        i += 1;
-      } else if (slash_after) {  // "a/**/b": zero or more directories
-        re += "(?:.*/)?";
-        i += 2;
-      } else {
-        re += "[^/]*";  // "**" inside a name is "*"
-        i += 1;
-      }
-    } else if (c == '*') {
-      re += "[^/]*";
-    } else if (c == '?') {
-      re += "[^/]";
-    } else if (c == '[') {
-      const size_t close = p.find(']', i + 2);
-      if (close == std::string_view::npos) throw_invalid("--exclude " + original + ": [ without ]");
-      std::string cls(p.substr(i + 1, close - i - 1));
-      if (!cls.empty() && cls[0] == '!') cls[0] = '^';
-      std::string safe;
-      for (char k : cls) {
-        if (k == '\\' || k == '[' || k == ']') safe += '\\';
-        safe += k;
-      }
-      re += "(?![/])[" + safe + "]";
-      i = close;
-    } else if (c == '\\' && i + 1 < p.size()) {
-      re += '\\';
-      re += p[++i];
-    } else {
-      if (std::strchr(".^$|()+{}\\", c)) re += '\\';
-      re += c;
-    }
+// Whether `text` from t on matches `pat` from p on. Memoised over (p, t): patterns and paths are short, and the
+// table keeps runs of stars from going exponential.
+class Matcher {
+ public:
+  Matcher(std::string_view pat, std::string_view text)
+      : pat_(pat), text_(text), memo_((pat.size() + 1) * (text.size() + 1), -1) {}
+  bool run() { return match(0, 0); }
+
+ private:
+  bool match(size_t p, size_t t) {
+    int8_t& m = memo_[p * (text_.size() + 1) + t];
+    if (m < 0) m = compute(p, t) ? 1 : 0;
+    return m == 1;
   }
-  return re;
-}
+  bool compute(size_t p, size_t t) {
+    if (p == pat_.size()) return t == text_.size();
+    const char c = pat_[p];
+    if (c == '*' && p + 1 < pat_.size() && pat_[p + 1] == '*') {
+      const bool slash_after = p + 2 < pat_.size() && pat_[p + 2] == '/';
+      const bool at_start = p == 0 || pat_[p - 1] == '/';
+      if (at_start && slash_after) {  // "**/": zero or more whole directories
+        for (size_t i = t; i <= text_.size(); ++i)
+          if ((i == t || text_[i - 1] == '/') && match(p + 3, i)) return true;
+        return false;
+      }
+      if (at_start && p + 2 == pat_.size()) return t < text_.size();  // "x/**": anything inside
+      return match(p + 1, t);                                         // "**" within a name is "*"
+    }
+    if (c == '*') {
+      for (size_t i = t;; ++i) {
+        if (match(p + 1, i)) return true;
+        if (i == text_.size() || text_[i] == '/') return false;
+      }
+    }
+    if (t == text_.size()) return false;
+    if (c == '?') return text_[t] != '/' && match(p + 1, t + 1);
+    if (c == '[') {
+      const size_t close = pat_.find(']', p + 2);  // "[]...]" takes a leading ']' literally
+      const bool negate = pat_[p + 1] == '!' || pat_[p + 1] == '^';
+      bool in = false;
+      for (size_t i = p + 1 + (negate ? 1 : 0); i < close; ++i) {
+        if (i + 2 < close && pat_[i + 1] == '-') {
+          in = in || (text_[t] >= pat_[i] && text_[t] <= pat_[i + 2]);
+          i += 2;
+        } else {
+          in = in || text_[t] == pat_[i];
+        }
+      }
+      return text_[t] != '/' && in != negate && match(close + 1, t + 1);
+    }
+    if (c == '\\' && p + 1 < pat_.size()) return text_[t] == pat_[p + 1] && match(p + 2, t + 1);
+    return text_[t] == c && match(p + 1, t + 1);
+  }
+
+  std::string_view pat_, text_;
+  std::vector<int8_t> memo_;
+};
 
 }  // namespace
 
 void Excludes::add(std::string_view pattern) {
-  std::string original(pattern);
+  const std::string original(pattern);
   while (!pattern.empty() && (pattern.back() == ' ' || pattern.back() == '\r') &&
          !(pattern.size() >= 2 && pattern[pattern.size() - 2] == '\\'))
     pattern.remove_suffix(1);
@@ -81,11 +88,18 @@ void Excludes::add(std::string_view pattern) {
     pattern.remove_suffix(1);
   }
   if (pattern.empty()) throw_invalid("--exclude " + original + ": an empty pattern");
-  try {
-    r.re = std::regex(to_regex(pattern, original), std::regex::ECMAScript | std::regex::optimize);
-  } catch (const std::regex_error&) {
-    throw_invalid("--exclude " + original + ": not a pattern veilfs can read");
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    if (pattern[i] == '\\') {
+      ++i;
+    } else if (pattern[i] == '[' && pattern.find(']', i + 2) == std::string_view::npos) {
+      throw_invalid("--exclude " + original + ": [ without ]");
+    }
   }
+  // A pattern with a slash before its end is anchored at PLAINDIR; a bare name matches at any depth.
+  if (pattern.find('/') == std::string_view::npos)
+    r.glob = "**/" + std::string(pattern);
+  else
+    r.glob = std::string(pattern.front() == '/' ? pattern.substr(1) : pattern);
   rules_.push_back(std::move(r));
 }
 
@@ -99,7 +113,7 @@ bool Excludes::excluded(std::string_view rel_path, bool is_dir) const {
   bool out = false;
   for (const auto& r : rules_) {
     if (r.dir_only && !is_dir) continue;
-    if (std::regex_match(rel_path.begin(), rel_path.end(), r.re)) out = !r.negate;
+    if (Matcher(r.glob, rel_path).run()) out = !r.negate;
   }
   return out;
 }

@@ -11,7 +11,6 @@
 // An excluded directory hides everything beneath it: nothing inside can be re-included (as in git).
 #pragma once
 
-#include <regex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -29,7 +28,7 @@ class Excludes {
 
  private:
   struct Rule {
-    std::regex re;
+    std::string glob;  // anchored at PLAINDIR (a bare name got a leading "**/")
     bool negate = false;
     bool dir_only = false;
   };
