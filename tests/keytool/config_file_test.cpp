@@ -1,5 +1,6 @@
 // A config kept outside the cipher dir (--config FILE on every command), veilfs.params, and recreating a lost
 // config from the recovery code (veilkey recover). Through the binary; results checked through the core library.
+#include <algorithm>
 #include <filesystem>
 
 #include "fixture.hpp"

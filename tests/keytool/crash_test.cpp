@@ -1,6 +1,8 @@
 // A veilkey killed at each step of a config change (VEILKEY_CRASH_AT, test-only) leaves a volume that the old
 // secret or the new one opens -- exactly the old one before the rename, the new one from the rename on -- never
 // neither, never a corrupt config, and no secret in any file it leaves behind.
+#include <algorithm>
+
 #include "fixture.hpp"
 #include "veilfs/crypto/encoding.hpp"
 #include "veilfs/format/recovery_code.hpp"

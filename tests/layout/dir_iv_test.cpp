@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "../content/content_test_util.hpp"
 #include "veilfs/layout/cipher_dir.hpp"
 
