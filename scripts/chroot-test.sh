@@ -47,7 +47,14 @@ done
 mkdir -p "$root/src"
 git archive HEAD | tar -x -C "$root/src"
 echo "== Debian $suite: $(chroot "$root" sh -c 'cat /etc/debian_version; pkg-config --modversion fuse3; g++ --version | head -1' | tr '\n' ' ')"
-chroot "$root" bash -c "cd /src && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null && ninja -C build"
+t0=$SECONDS
+chroot "$root" bash -c "cd /src && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DVEILFS_BUILD_BENCH=OFF \
+  >/dev/null && ninja -C build >/dev/null" || {
+  chroot "$root" bash -c "ninja -C /src/build -k 0 2>&1 | grep -E 'error|FAILED' | head -40" >&2
+  echo "!!! Debian $suite: the build failed" >&2
+  exit 1
+}
+echo "== Debian $suite: built in $((SECONDS - t0)) s"
 ctest_args=("$@")
 ((${#ctest_args[@]})) || ctest_args=(-LE 'crash|sync|stress')
 chroot "$root" bash -c "cd /src/build && ctest -j2 --output-on-failure --timeout 900 --no-tests=error ${ctest_args[*]@Q}"

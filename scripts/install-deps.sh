@@ -13,7 +13,9 @@ PKGS=(g++ cmake make pkg-config libfuse3-dev fuse3 libsodium-dev libboost-progra
       ninja-build
       # the Debian package and its test (tests/package/install_test.sh): dpkg-shlibdeps, lintian, the man page
       # checks (man, lexgrog, mandoc -T lint), the completions' shells, systemd-analyze for the user unit
-      dpkg-dev lintian man-db mandoc bash-completion zsh systemd)
+      dpkg-dev lintian man-db mandoc bash-completion zsh systemd
+      # the Debian 13 phase (scripts/chroot-test.sh): an environment made from Debian's packages
+      mmdebstrap)
 missing=()
 for p in "${PKGS[@]}" ${EXTRA_PKGS:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

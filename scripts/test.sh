@@ -43,6 +43,13 @@ phase "fuzzing (libFuzzer, clang, ASan+UBSan): every parser of untrusted bytes, 
 # from an fstab line, write, unmount, fsck), man pages, completions and systemd unit checked on the INSTALLED
 # files; then purged again.
 phase "package: build .deb, install, mount bar" bash tests/package/install_test.sh build-release
+# Debian 13 (libfuse 3.17, GCC 14, CMake 3.31): the same tree built and its Release suite run (all but the crash,
+# sync and stress labels, which the Debian 12 phases above run) in an environment made with mmdebstrap.
+if [ "$(id -u)" = 0 ]; then
+  phase "debian 13: build and Release tests (libfuse 3.17, GCC 14)" bash scripts/chroot-test.sh trixie
+else
+  phase "debian 13: build and Release tests (libfuse 3.17, GCC 14)" sudo -E bash scripts/chroot-test.sh trixie
+fi
 # Every example of README.md and of the man pages, run as written (as root, in a private mount namespace; it
 # installs the package as README says and purges it again).
 if [ "$(id -u)" = 0 ]; then
@@ -50,4 +57,4 @@ if [ "$(id -u)" = 0 ]; then
 else
   phase "docs: every example of README and the man pages" sudo -E python3 tests/package/doc_examples.py
 fi
-echo "== all tests passed (release, asan, tsan, fuzzing, package, docs) in $((SECONDS - T0)) s"
+echo "== all tests passed (release, asan, tsan, fuzzing, package, debian 13, docs) in $((SECONDS - T0)) s"
