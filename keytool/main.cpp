@@ -7,7 +7,6 @@
 #include "keytool.hpp"
 #include "veilfs/cli/exit_codes.hpp"
 #include "veilfs/cli/version.hpp"
-#include "veilfs/format/recovery_code.hpp"
 
 namespace {
 
@@ -78,13 +77,7 @@ int dispatch(const Args& args) {
   }
   for (const auto& c : kCommands) {
     if (c.name != name) continue;
-    try {
-      return c.run(Args(args.begin() + 1, args.end()));
-    } catch (const veil::format::RecoveryCodeError& e) {
-      // Its own exit code: a script (or a person) can tell "retype the code" from "wrong volume".
-      std::fprintf(stderr, "veilkey: %s\n", e.what());
-      return veil::cli::kExitCodeTypo;
-    }
+    return c.run(Args(args.begin() + 1, args.end()));  // a recovery code typo: exit 17, from run_guarded
   }
   std::cerr << "veilkey: unknown command '" << name << "' (see veilkey --help)\n";
   return veil::cli::kExitUsage;

@@ -12,6 +12,7 @@
 #include <memory>
 #include <new>
 
+#include "fuse/errno_boundary.hpp"
 #include "fuse/fuse_api.hpp"
 #include "fuse/log.hpp"
 #include "veilfs/util/error.hpp"
@@ -33,29 +34,6 @@ Session& session_of(fuse_req_t req) {
 }
 Fs& fs_of(fuse_req_t req) { return *session_of(req).fs; }
 double timeout_of(fuse_req_t req) { return session_of(req).opt->shared_storage ? kSharedTimeout : kTimeout; }
-
-// The errno boundary.
-template <class F>
-void with_errno(fuse_req_t req, F&& body) noexcept {
-  int err;
-  try {
-    body();
-    return;
-  } catch (const Error& e) {
-    err = e.sys_errno() > 0 ? e.sys_errno() : EIO;
-    // Auth and corruption: the message names the inode or backing name only, never a plaintext name.
-    if (e.kind() == ErrorKind::Auth || e.kind() == ErrorKind::Corrupt) log(LogLevel::Error, "%s", e.what());
-  } catch (const std::bad_alloc&) {
-    err = ENOMEM;
-  } catch (const std::exception& e) {
-    log(LogLevel::Error, "internal error: %s", e.what());
-    err = EIO;
-  } catch (...) {
-    log(LogLevel::Error, "internal error");
-    err = EIO;
-  }
-  fuse_reply_err(req, err);
-}
 
 Caller caller(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);

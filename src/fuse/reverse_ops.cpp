@@ -12,6 +12,7 @@
 #include <new>
 #include <unordered_map>
 
+#include "fuse/errno_boundary.hpp"
 #include "fuse/log.hpp"
 #include "veilfs/format/constants.hpp"
 #include "veilfs/util/error.hpp"
@@ -83,24 +84,6 @@ ReverseSession& session_of(fuse_req_t req) {
   auto& s = *static_cast<ReverseSession*>(fuse_req_userdata(req));
   s.requests.fetch_add(1, std::memory_order_relaxed);
   return s;
-}
-
-// The errno boundary: nothing throws into libfuse.
-template <class F>
-void with_errno(fuse_req_t req, F&& body) noexcept {
-  int err;
-  try {
-    body();
-    return;
-  } catch (const Error& e) {
-    err = e.sys_errno() > 0 ? e.sys_errno() : EIO;
-  } catch (const std::bad_alloc&) {
-    err = ENOMEM;
-  } catch (const std::exception& e) {
-    log(LogLevel::Error, "reverse: internal error: %s", e.what());
-    err = EIO;
-  }
-  fuse_reply_err(req, err);
 }
 
 void op_init(void*, fuse_conn_info* conn) {

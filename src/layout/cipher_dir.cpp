@@ -21,6 +21,16 @@ using namespace format;
 
 namespace {
 
+// One of veilfs's own small files, or nullopt when there is none (any other failure throws, as read_small_file).
+std::optional<std::vector<uint8_t>> read_if_present(int dirfd, std::string_view name, size_t max_size) {
+  try {
+    return read_small_file(dirfd, std::string(name), max_size);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT) return std::nullopt;
+    throw;
+  }
+}
+
 constexpr std::string_view kTempInfix = ".tmp.";  // + kTempHexDigits lowercase hex digits
 constexpr size_t kTempHexDigits = 16;
 constexpr size_t kLongNameHashChars = 43;  // base64url of 32 bytes, unpadded
@@ -171,13 +181,9 @@ std::string read_link_target(int dirfd, std::string_view backing) {
 // --- directory IV files ------------------------------------------------------------------------------------
 
 std::optional<DirIv> read_dir_iv(int dirfd) {
-  std::vector<uint8_t> bytes;
-  try {
-    bytes = read_small_file(dirfd, str(kDirIvName), kDirIvSize);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT) return std::nullopt;
-    throw;
-  }
+  auto read = read_if_present(dirfd, kDirIvName, kDirIvSize);
+  if (!read) return std::nullopt;
+  const std::vector<uint8_t>& bytes = *read;
   if (bytes.size() != kDirIvSize) throw_corrupt("directory IV file has the wrong size");
   DirIv iv{};
   std::copy(bytes.begin(), bytes.end(), iv.begin());
@@ -458,14 +464,9 @@ void save_config(int dirfd, const format::VolumeConfig& cfg, std::string_view na
 }
 
 std::optional<format::VolumeConfig> load_params(int rootfd) {
-  std::vector<uint8_t> bytes;
-  try {
-    bytes = read_small_file(rootfd, str(kParamsName), kMaxConfigSize);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::Io && e.sys_errno() == ENOENT) return std::nullopt;
-    throw;
-  }
-  return format::VolumeConfig::parse_params(bytes);
+  auto bytes = read_if_present(rootfd, kParamsName, kMaxConfigSize);
+  if (!bytes) return std::nullopt;
+  return format::VolumeConfig::parse_params(*bytes);
 }
 
 void save_params(int rootfd, const format::VolumeConfig& cfg) {

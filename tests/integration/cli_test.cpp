@@ -21,23 +21,12 @@ class CommandLine : public ::testing::Test {
   }
 };
 
-// Unmounts a detached daemon's mount on the way out and waits for the daemon, whatever the test did.
-struct DetachedMountGuard {
-  std::string mnt;
-  ~DetachedMountGuard() {
-    auto pids = find_daemons(mnt);
-    if (is_mountpoint(mnt) && run({"fusermount3", "-u", mnt}).status != 0) run({"fusermount3", "-uz", mnt});
-    for (pid_t p : pids)
-      if (!wait_gone(p, std::chrono::seconds(20))) ::kill(p, SIGKILL);
-  }
-};
-
 TEST_F(CommandLine, WrongPassphraseExitsWith10AndDoesNotMount) {
   VolumeDir vol("cli-wrongpass");
   ASSERT_NO_ERROR(vol.create());
   std::string wrong = vol.root.path() + "/wrongpass";
   write_file(wrong, "veilmark wrong passphrase\n", 0600);
-  DetachedMountGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = veilfs({"--passfile", wrong, vol.cipher, vol.mnt});
   EXPECT_EQ(r.status, 10) << r.output;
   EXPECT_FALSE(is_mountpoint(vol.mnt));
@@ -54,7 +43,7 @@ TEST_F(CommandLine, MissingMountpointExitsWith15AndSaysWhy) {
   VolumeDir vol("cli-nomnt");
   ASSERT_NO_ERROR(vol.create());
   std::string missing = vol.root.path() + "/does-not-exist";
-  DetachedMountGuard guard{missing};
+  DetachedMountGuard guard{{missing}};
   auto r = veilfs({"--passfile", vol.passfile, vol.cipher, missing});
   EXPECT_NE(r.status, 0);
   EXPECT_EQ(r.status, 15) << r.output;
@@ -69,7 +58,7 @@ TEST_F(CommandLine, MissingMountpointExitsWith15AndSaysWhy) {
 
 TEST_F(CommandLine, ADirectoryWithoutAVolumeIsRefused) {
   VolumeDir vol("cli-novol");  // cipher dir left empty: no config
-  DetachedMountGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = veilfs({"--passfile", vol.passfile, vol.cipher, vol.mnt});
   EXPECT_EQ(r.status, 11) << r.output;
   EXPECT_NE(r.output, "");
@@ -86,7 +75,7 @@ TEST_F(CommandLine, BackgroundModeReturnsOnlyWhenTheMountIsUsable) {
     write_file(vol.mnt + "/veilmark_before", content);
     ASSERT_NO_ERROR(m.unmount());
   }
-  DetachedMountGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = veilfs({"--passfile", vol.passfile, vol.cipher, vol.mnt});
   ASSERT_EQ(r.status, 0) << r.output;
   // No waiting: when the command has returned, the mount must already answer.
@@ -150,7 +139,7 @@ TEST_F(CommandLine, MountsThroughMountFuse3WithAPassfileOption) {
     GTEST_SKIP() << "mount.fuse3 is not installed";
   VolumeDir vol("cli-mount8");
   ASSERT_NO_ERROR(vol.create());
-  DetachedMountGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = run({"mount", "-t", "fuse", "-o", "passfile=" + vol.passfile + ",noatime",
                 veilfs_binary() + "#" + vol.cipher, vol.mnt});
   ASSERT_EQ(r.status, 0) << r.output;
@@ -170,7 +159,7 @@ TEST_F(CommandLine, PassphraseFromExtpassAndFromStdin) {
   VolumeDir vol("cli-secret");
   ASSERT_NO_ERROR(vol.create());
   {
-    DetachedMountGuard guard{vol.mnt};
+    DetachedMountGuard guard{{vol.mnt}};
     auto r = veilfs({"--extpass", "cat '" + vol.passfile + "'", vol.cipher, vol.mnt});
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_TRUE(is_mountpoint(vol.mnt));
@@ -178,7 +167,7 @@ TEST_F(CommandLine, PassphraseFromExtpassAndFromStdin) {
   }
   EXPECT_FALSE(is_mountpoint(vol.mnt));
   {
-    DetachedMountGuard guard{vol.mnt};
+    DetachedMountGuard guard{{vol.mnt}};
     RunOptions o;
     o.stdin_data = vol.passphrase + "\n";
     o.timeout = std::chrono::seconds(60);
@@ -188,7 +177,7 @@ TEST_F(CommandLine, PassphraseFromExtpassAndFromStdin) {
   }
   RunOptions o;
   o.stdin_data = "not the passphrase\n";
-  DetachedMountGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = run({veilfs_binary(), vol.cipher, vol.mnt}, o);
   EXPECT_EQ(r.status, 10) << r.output;
   EXPECT_FALSE(is_mountpoint(vol.mnt));

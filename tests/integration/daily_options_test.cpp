@@ -43,17 +43,6 @@ class DailyOptions : public ::testing::Test {
   static std::vector<std::string> names_in(const std::string& dir) { return list_dir(dir); }
 };
 
-// Unmounts a detached daemon's mount on the way out and waits for the daemon, whatever the test did.
-struct DetachedGuard {
-  std::string mnt;
-  ~DetachedGuard() {
-    auto pids = find_daemons(mnt);
-    if (is_mountpoint(mnt) && run({"fusermount3", "-u", mnt}).status != 0) run({"fusermount3", "-uz", mnt});
-    for (pid_t p : pids)
-      if (!wait_gone(p, std::chrono::seconds(20))) ::kill(p, SIGKILL);
-  }
-};
-
 // Polls a condition that another process makes true (the daemon's own log, its unmount); false on timeout.
 template <class F>
 bool eventually(F&& cond, std::chrono::seconds limit) {
@@ -83,7 +72,7 @@ TEST_F(DailyOptions, AConfigKeptOutsideTheCipherDirMountsChecksAndTranslates) {
   EXPECT_NE(read_file(conf).find("key_slots"), std::string::npos);
 
   // Without --config: exit 11 and a message that says where the config went.
-  DetachedGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = veilfs({"--passfile", vol.passfile, vol.cipher, vol.mnt});
   EXPECT_EQ(r.status, 11) << r.output;
   EXPECT_NE(r.output.find("--config"), std::string::npos) << r.output;
@@ -129,7 +118,7 @@ TEST_F(DailyOptions, TheRecoveryCodeMountsAVolumeWhoseConfigIsLost) {
   }
   const std::string code_file = vol.root.path() + "/code.txt";
   write_file(code_file, code + "\n", 0600);
-  DetachedGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   // With the config there: the code opens it too.
   auto r = veilfs({"--recovery-code-file", code_file, vol.cipher, vol.mnt});
   ASSERT_EQ(r.status, 0) << r.output;
@@ -179,7 +168,7 @@ TEST_F(DailyOptions, IdleUnmountsOnlyOnceNothingUsesTheMount) {
   VolumeDir vol("daily-idle");
   create(vol);
   const std::string log = vol.root.path() + "/veilfs.log";
-  DetachedGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   auto r = veilfs({"--passfile", vol.passfile, "--idle", "1s", "--logfile", log, vol.cipher, vol.mnt});
   ASSERT_EQ(r.status, 0) << r.output;
   const auto pids = find_daemons(vol.mnt);
@@ -233,7 +222,7 @@ TEST_F(DailyOptions, LogfileSyslogAndNoSyslogSayWhereMessagesGo) {
   EXPECT_FALSE(is_mountpoint(vol.mnt));
 
   // Detached with --no-syslog and no log file: mounts and serves all the same.
-  DetachedGuard guard{vol.mnt};
+  DetachedMountGuard guard{{vol.mnt}};
   r = veilfs({"--passfile", vol.passfile, "--no-syslog", vol.cipher, vol.mnt});
   ASSERT_EQ(r.status, 0) << r.output;
   write_file(vol.mnt + "/veilmark_quiet", "quiet\n");

@@ -312,6 +312,15 @@ std::string VolumeDir::create(const std::string& cipher_name) {
   return "";
 }
 
+DetachedMountGuard::~DetachedMountGuard() {
+  for (const auto& mnt : mnts) {
+    auto pids = find_daemons(mnt);
+    if (is_mountpoint(mnt) && run({"fusermount3", "-u", mnt}).status != 0) run({"fusermount3", "-uz", mnt});
+    for (pid_t p : pids)
+      if (!wait_gone(p, std::chrono::seconds(20))) ::kill(p, SIGKILL);
+  }
+}
+
 // ---- Mount ----
 
 Mount::Mount(const VolumeDir& vol, const std::vector<std::string>& extra_args, unsigned long max_open_files)

@@ -84,6 +84,12 @@ struct VolumeDir {
   std::string cipher, mnt, passfile, passphrase;
 };
 
+// Unmounts detached daemons' mounts on the way out and waits for their daemons, whatever the test did.
+struct DetachedMountGuard {
+  std::vector<std::string> mnts;
+  ~DetachedMountGuard();
+};
+
 // A running `veilfs -f` mounted on a VolumeDir. The destructor unmounts (lazily if it has to) and reaps the
 // daemon, so a failing test never leaves a mount behind.
 class Mount {

@@ -20,18 +20,6 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-struct DetachedGuard {
-  std::vector<std::string> mnts;
-  ~DetachedGuard() {
-    for (const auto& mnt : mnts) {
-      auto pids = find_daemons(mnt);
-      if (is_mountpoint(mnt) && run({"fusermount3", "-u", mnt}).status != 0) run({"fusermount3", "-uz", mnt});
-      for (pid_t p : pids)
-        if (!wait_gone(p, std::chrono::seconds(20))) ::kill(p, SIGKILL);
-    }
-  }
-};
-
 class Reverse : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -79,7 +67,7 @@ class Reverse : public ::testing::Test {
 
   std::unique_ptr<TempDir> root_;
   std::string plain, view, copy, fwd, passfile;
-  DetachedGuard guard_;
+  DetachedMountGuard guard_;
 };
 
 TEST_F(Reverse, ACopyOfTheViewMountsAsThePlainTreeAndIncrementalCopiesSendOnlyChanges) {
